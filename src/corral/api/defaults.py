@@ -1,0 +1,249 @@
+"""Defaulting: the fields the real apiserver fills in when a client leaves them out. Pure logic.
+
+Mirrors ``pkg/apis/*/v1/defaults.go`` for the subset Corral serves, so that ``kubectl describe`` shows the
+same values and a Deployment's template and its ReplicaSets' templates default identically (kubectl's
+``rollout undo`` deep-compares them). Functions take an object the caller owns and fill it in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+def _setdefault(obj: JSON, key: str, value: Any) -> Any:
+    if obj.get(key) is None:
+        obj[key] = value
+    return obj[key]
+
+
+def _image_pull_policy(image: str) -> str:
+    # "Always" for :latest or an untagged image, "IfNotPresent" otherwise (digests count as tagged).
+    if "@" in image:
+        return "IfNotPresent"
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last or last.endswith(":latest"):
+        return "Always"
+    return "IfNotPresent"
+
+
+def default_container(container: JSON) -> None:
+    if container.get("image") is not None:
+        _setdefault(container, "imagePullPolicy", _image_pull_policy(str(container["image"])))
+    _setdefault(container, "terminationMessagePath", "/dev/termination-log")
+    _setdefault(container, "terminationMessagePolicy", "File")
+    for port in container.get("ports") or []:
+        if isinstance(port, dict):
+            _setdefault(port, "protocol", "TCP")
+    for env in container.get("env") or []:
+        if isinstance(env, dict):
+            source = env.get("valueFrom")
+            if isinstance(source, dict) and isinstance(source.get("fieldRef"), dict):
+                _setdefault(source["fieldRef"], "apiVersion", "v1")
+    for probe_name in ("livenessProbe", "readinessProbe", "startupProbe"):
+        probe = container.get(probe_name)
+        if isinstance(probe, dict):
+            _default_probe(probe)
+
+
+def _default_probe(probe: JSON) -> None:
+    _setdefault(probe, "timeoutSeconds", 1)
+    _setdefault(probe, "periodSeconds", 10)
+    _setdefault(probe, "successThreshold", 1)
+    _setdefault(probe, "failureThreshold", 3)
+    http = probe.get("httpGet")
+    if isinstance(http, dict):
+        _setdefault(http, "path", "/")
+        _setdefault(http, "scheme", "HTTP")
+
+
+def default_pod_spec(spec: JSON) -> None:
+    _setdefault(spec, "restartPolicy", "Always")
+    _setdefault(spec, "dnsPolicy", "ClusterFirst")
+    _setdefault(spec, "terminationGracePeriodSeconds", 30)
+    _setdefault(spec, "schedulerName", "default-scheduler")
+    _setdefault(spec, "securityContext", {})
+    if spec.get("serviceAccountName") and not spec.get("serviceAccount"):
+        spec["serviceAccount"] = spec["serviceAccountName"]
+    for key in ("containers", "initContainers"):
+        for container in spec.get(key) or []:
+            if isinstance(container, dict):
+                default_container(container)
+    for volume in spec.get("volumes") or []:
+        if not isinstance(volume, dict):
+            continue
+        for source_key in ("configMap", "secret"):
+            source = volume.get(source_key)
+            if isinstance(source, dict):
+                _setdefault(source, "defaultMode", 420)
+
+
+def default_pod_template(template: JSON) -> None:
+    spec = template.get("spec")
+    if isinstance(spec, dict):
+        default_pod_spec(spec)
+
+
+def _default_pod(obj: JSON) -> None:
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        default_pod_spec(spec)
+        _setdefault(spec, "enableServiceLinks", True)
+        tolerations = spec.setdefault("tolerations", [])
+        keys = {t.get("key") for t in tolerations if isinstance(t, dict)}
+        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+            if key not in keys:
+                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
+                                    "tolerationSeconds": 300})
+        if spec.get("priority") is None:
+            spec["priority"] = 0
+
+
+def _default_deployment(obj: JSON) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    _setdefault(spec, "replicas", 1)
+    strategy = _setdefault(spec, "strategy", {})
+    if isinstance(strategy, dict):
+        _setdefault(strategy, "type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            rolling = _setdefault(strategy, "rollingUpdate", {})
+            if isinstance(rolling, dict):
+                _setdefault(rolling, "maxUnavailable", "25%")
+                _setdefault(rolling, "maxSurge", "25%")
+    _setdefault(spec, "revisionHistoryLimit", 10)
+    _setdefault(spec, "progressDeadlineSeconds", 600)
+    template = spec.get("template")
+    if isinstance(template, dict):
+        default_pod_template(template)
+
+
+def _default_replicaset(obj: JSON) -> None:
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        _setdefault(spec, "replicas", 1)
+        template = spec.get("template")
+        if isinstance(template, dict):
+            default_pod_template(template)
+
+
+def _default_job_spec(spec: JSON) -> None:
+    completions = spec.get("completions")
+    parallelism = spec.get("parallelism")
+    if completions is None and parallelism is None:
+        spec["completions"] = 1
+        spec["parallelism"] = 1
+    elif parallelism is None:
+        spec["parallelism"] = 1
+    _setdefault(spec, "backoffLimit", 6)
+    _setdefault(spec, "completionMode", "NonIndexed")
+    _setdefault(spec, "suspend", False)
+    _setdefault(spec, "manualSelector", None)
+    if spec.get("manualSelector") is None:
+        spec.pop("manualSelector", None)
+    _setdefault(spec, "podReplacementPolicy", "TerminatingOrFailed")
+    template = spec.get("template")
+    if isinstance(template, dict):
+        default_pod_template(template)
+        tspec = template.get("spec")
+        if isinstance(tspec, dict) and tspec.get("restartPolicy") == "Always":
+            # Jobs require Never/OnFailure; leave the value for validation to reject with a clear message.
+            pass
+
+
+def _default_job(obj: JSON) -> None:
+    spec = obj.get("spec")
+    if isinstance(spec, dict):
+        _default_job_spec(spec)
+
+
+def _default_cronjob(obj: JSON) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    _setdefault(spec, "concurrencyPolicy", "Allow")
+    _setdefault(spec, "suspend", False)
+    _setdefault(spec, "successfulJobsHistoryLimit", 3)
+    _setdefault(spec, "failedJobsHistoryLimit", 1)
+    job_template = spec.get("jobTemplate")
+    if isinstance(job_template, dict) and isinstance(job_template.get("spec"), dict):
+        job_spec = job_template["spec"]
+        # CronJob job templates are defaulted like jobs except for the selector-derived fields.
+        template = job_spec.get("template")
+        if isinstance(template, dict):
+            default_pod_template(template)
+
+
+def _default_service(obj: JSON) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    _setdefault(spec, "type", "ClusterIP")
+    _setdefault(spec, "sessionAffinity", "None")
+    if spec["type"] in ("NodePort", "LoadBalancer"):
+        _setdefault(spec, "externalTrafficPolicy", "Cluster")
+    _setdefault(spec, "internalTrafficPolicy", "Cluster")
+    for port in spec.get("ports") or []:
+        if isinstance(port, dict):
+            _setdefault(port, "protocol", "TCP")
+            if port.get("targetPort") is None and port.get("port") is not None:
+                port["targetPort"] = port["port"]
+    if spec["type"] != "ExternalName":
+        _setdefault(spec, "ipFamilies", ["IPv4"])
+        _setdefault(spec, "ipFamilyPolicy", "SingleStack")
+
+
+def _default_secret(obj: JSON) -> None:
+    _setdefault(obj, "type", "Opaque")
+
+
+def _default_namespace(obj: JSON) -> None:
+    spec = _setdefault(obj, "spec", {})
+    if isinstance(spec, dict):
+        _setdefault(spec, "finalizers", ["kubernetes"])
+    status = _setdefault(obj, "status", {})
+    if isinstance(status, dict):
+        _setdefault(status, "phase", "Active")
+    labels = _setdefault(obj.setdefault("metadata", {}), "labels", {})
+    if isinstance(labels, dict) and obj["metadata"].get("name"):
+        labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+
+
+def _default_hpa(obj: JSON) -> None:
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    _setdefault(spec, "minReplicas", 1)
+    if obj.get("apiVersion") == "autoscaling/v1":
+        return
+    if not spec.get("metrics"):
+        spec["metrics"] = [{"type": "Resource", "resource": {
+            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+
+
+def _default_node(obj: JSON) -> None:
+    _setdefault(obj, "spec", {})
+
+
+DEFAULTERS: dict[str, Callable[[JSON], None]] = {
+    "Pod": _default_pod,
+    "Deployment": _default_deployment,
+    "ReplicaSet": _default_replicaset,
+    "Job": _default_job,
+    "CronJob": _default_cronjob,
+    "Service": _default_service,
+    "Secret": _default_secret,
+    "Namespace": _default_namespace,
+    "HorizontalPodAutoscaler": _default_hpa,
+    "Node": _default_node,
+}
+
+
+def apply_defaults(obj: JSON) -> None:
+    """Fill in defaults for ``obj`` (any served kind) in place."""
+    defaulter = DEFAULTERS.get(str(obj.get("kind", "")))
+    if defaulter is not None:
+        defaulter(obj)

@@ -1,0 +1,540 @@
+"""Semantic validation: the Kubernetes rules structural schemas cannot express. Pure logic.
+
+The official JSON schemas (see ``api/schema``) check shape and types. This module checks what
+``pkg/apis/*/validation`` checks for the subset that matters: name syntax, label syntax, required fields, a
+selector that matches its template, port ranges, unique names, and fields that may not change on update.
+Each failure is a :class:`FieldError` with a Kubernetes field path, so the API answers 422 with one cause each.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from corral.api.selectors import (
+    SelectorError,
+    label_key_error,
+    label_value_error,
+    selector_from_object,
+)
+from corral.api.fielderrors import FieldError
+
+JSON = dict[str, Any]
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+_IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                 "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+                 "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+             "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+             "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+               "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+               "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
+
+
+def dns1123_subdomain_error(name: str) -> str | None:
+    if len(name) > 253:
+        return "must be no more than 253 characters"
+    if not _DNS1123_SUBDOMAIN.match(name):
+        return SUBDOMAIN_MSG
+    return None
+
+
+def dns1123_label_error(name: str) -> str | None:
+    if len(name) > 63:
+        return "must be no more than 63 characters"
+    if not _DNS1123_LABEL.match(name):
+        return LABEL_MSG
+    return None
+
+
+def dns1035_label_error(name: str) -> str | None:
+    if len(name) > 63:
+        return "must be no more than 63 characters"
+    if not _DNS1035_LABEL.match(name):
+        return DNS1035_MSG
+    return None
+
+
+# Which name rule each kind uses (ValidateObjectMeta's nameFn in upstream).
+NAME_RULES: dict[str, Callable[[str], str | None]] = {
+    "Namespace": dns1123_label_error,
+    "Service": dns1035_label_error,
+}
+
+
+def _as_dict(value: Any) -> JSON:
+    return value if isinstance(value, dict) else {}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def validate_metadata(kind: str, meta: Mapping[str, Any], namespaced: bool) -> list[FieldError]:
+    errs: list[FieldError] = []
+    name = meta.get("name")
+    if not name:
+        if not meta.get("generateName"):
+            errs.append(FieldError("metadata.name", "Required", "name or generateName is required"))
+    else:
+        rule = NAME_RULES.get(kind, dns1123_subdomain_error)
+        err = rule(str(name))
+        if err:
+            errs.append(FieldError("metadata.name", "Invalid", err, name))
+    if namespaced and not meta.get("namespace"):
+        errs.append(FieldError("metadata.namespace", "Required"))
+    errs += validate_labels(_as_dict(meta.get("labels")), "metadata.labels")
+    for key in _as_dict(meta.get("annotations")):
+        err = label_key_error(str(key))
+        if err:
+            errs.append(FieldError("metadata.annotations", "Invalid", err, key))
+    total = sum(len(str(k)) + len(str(v)) for k, v in _as_dict(meta.get("annotations")).items())
+    if total > 256 * 1024:
+        errs.append(FieldError("metadata.annotations", "TooLong", "may not be more than 262144 bytes"))
+    for i, ref in enumerate(_as_list(meta.get("ownerReferences"))):
+        ref = _as_dict(ref)
+        for field in ("apiVersion", "kind", "name", "uid"):
+            if not ref.get(field):
+                errs.append(FieldError(f"metadata.ownerReferences[{i}].{field}", "Required"))
+    return errs
+
+
+def validate_labels(labels: Mapping[str, Any], path: str) -> list[FieldError]:
+    errs: list[FieldError] = []
+    for key, value in labels.items():
+        err = label_key_error(str(key))
+        if err:
+            errs.append(FieldError(path, "Invalid", err, key))
+        if not isinstance(value, str):
+            errs.append(FieldError(path, "Invalid", "label values must be strings", value))
+            continue
+        err = label_value_error(value)
+        if err:
+            errs.append(FieldError(path, "Invalid", err, value))
+    return errs
+
+
+def _validate_port_number(value: Any, path: str, allow_zero: bool = False) -> list[FieldError]:
+    low = 0 if allow_zero else 1
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 65535:
+        return [FieldError(path, "Invalid", f"must be between {low} and 65535, inclusive", value)]
+    return []
+
+
+def _validate_container(c: JSON, path: str, seen_ports: set[tuple[Any, Any]]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    name = c.get("name")
+    if not name:
+        errs.append(FieldError(f"{path}.name", "Required"))
+    else:
+        err = dns1123_label_error(str(name))
+        if err:
+            errs.append(FieldError(f"{path}.name", "Invalid", err, name))
+    if not c.get("image"):
+        errs.append(FieldError(f"{path}.image", "Required"))
+    port_names: set[str] = set()
+    for j, port in enumerate(_as_list(c.get("ports"))):
+        port = _as_dict(port)
+        ppath = f"{path}.ports[{j}]"
+        if "containerPort" not in port:
+            errs.append(FieldError(f"{ppath}.containerPort", "Required"))
+        else:
+            errs += _validate_port_number(port["containerPort"], f"{ppath}.containerPort")
+        if "hostPort" in port and port["hostPort"] not in (None, 0):
+            errs += _validate_port_number(port["hostPort"], f"{ppath}.hostPort")
+        pname = port.get("name")
+        if pname:
+            if len(str(pname)) > 15 or not _IANA_SVC_NAME.match(str(pname)):
+                errs.append(FieldError(f"{ppath}.name", "Invalid",
+                                       "must be no more than 15 characters and consist of lower case "
+                                       "alphanumeric characters or '-'", pname))
+            elif pname in port_names:
+                errs.append(FieldError(f"{ppath}.name", "Duplicate", value=pname))
+            port_names.add(str(pname))
+        protocol = port.get("protocol", "TCP")
+        if protocol not in ("TCP", "UDP", "SCTP"):
+            errs.append(FieldError(f"{ppath}.protocol", "NotSupported",
+                                   'supported values: "SCTP", "TCP", "UDP"', protocol))
+    for j, env in enumerate(_as_list(c.get("env"))):
+        env = _as_dict(env)
+        ename = env.get("name")
+        if not ename:
+            errs.append(FieldError(f"{path}.env[{j}].name", "Required"))
+        elif not _ENV_NAME.match(str(ename)):
+            errs.append(FieldError(f"{path}.env[{j}].name", "Invalid",
+                                   "a valid environment variable name must consist of alphabetic characters, "
+                                   "digits, '_', '-', or '.', and must not start with a digit", ename))
+    return errs
+
+
+def validate_pod_spec(spec: Any, path: str, allowed_restart: tuple[str, ...] | None = None) -> list[FieldError]:
+    if not isinstance(spec, dict):
+        return [FieldError(path, "Required")]
+    errs: list[FieldError] = []
+    containers = _as_list(spec.get("containers"))
+    if not containers:
+        errs.append(FieldError(f"{path}.containers", "Required"))
+    names: set[str] = set()
+    seen_ports: set[tuple[Any, Any]] = set()
+    for key in ("initContainers", "containers"):
+        for i, c in enumerate(_as_list(spec.get(key))):
+            c = _as_dict(c)
+            errs += _validate_container(c, f"{path}.{key}[{i}]", seen_ports)
+            name = c.get("name")
+            if name:
+                if name in names:
+                    errs.append(FieldError(f"{path}.{key}[{i}].name", "Duplicate", value=name))
+                names.add(str(name))
+    restart = spec.get("restartPolicy", "Always")
+    valid = ("Always", "OnFailure", "Never")
+    if restart not in valid:
+        errs.append(FieldError(f"{path}.restartPolicy", "NotSupported",
+                               'supported values: "Always", "OnFailure", "Never"', restart))
+    elif allowed_restart and restart not in allowed_restart:
+        quoted = ", ".join(f'"{r}"' for r in allowed_restart)
+        errs.append(FieldError(f"{path}.restartPolicy", "NotSupported", f"supported values: {quoted}", restart))
+    volume_names: set[str] = set()
+    for i, vol in enumerate(_as_list(spec.get("volumes"))):
+        vname = _as_dict(vol).get("name")
+        if not vname:
+            errs.append(FieldError(f"{path}.volumes[{i}].name", "Required"))
+        elif vname in volume_names:
+            errs.append(FieldError(f"{path}.volumes[{i}].name", "Duplicate", value=vname))
+        else:
+            volume_names.add(str(vname))
+    grace = spec.get("terminationGracePeriodSeconds")
+    if isinstance(grace, int) and grace < 0:
+        errs.append(FieldError(f"{path}.terminationGracePeriodSeconds", "Invalid", "must be >= 0", grace))
+    return errs
+
+
+def _validate_selector_and_template(spec: JSON, path: str, restart: tuple[str, ...] | None,
+                                    selector_required: bool = True) -> list[FieldError]:
+    errs: list[FieldError] = []
+    selector = spec.get("selector")
+    template = _as_dict(spec.get("template"))
+    if selector_required:
+        if not isinstance(selector, dict) or (not selector.get("matchLabels")
+                                              and not selector.get("matchExpressions")):
+            errs.append(FieldError(f"{path}.selector", "Required"))
+            selector = None
+        else:
+            try:
+                parsed = selector_from_object(selector)
+            except SelectorError as exc:
+                errs.append(FieldError(f"{path}.selector", "Invalid", str(exc), selector))
+                parsed = None
+            errs += validate_labels(_as_dict(selector.get("matchLabels")), f"{path}.selector.matchLabels")
+            labels = _as_dict(_as_dict(template.get("metadata")).get("labels"))
+            if parsed is not None and not parsed.matches(labels):
+                errs.append(FieldError(f"{path}.template.metadata.labels", "Invalid",
+                                       "`selector` does not match template `labels`", labels))
+    if not template:
+        errs.append(FieldError(f"{path}.template", "Required"))
+    else:
+        errs += validate_labels(_as_dict(_as_dict(template.get("metadata")).get("labels")),
+                                f"{path}.template.metadata.labels")
+        errs += validate_pod_spec(template.get("spec"), f"{path}.template.spec", restart)
+    return errs
+
+
+def _non_negative(spec: JSON, field: str, path: str) -> list[FieldError]:
+    value = spec.get(field)
+    if value is not None and (not isinstance(value, int) or value < 0):
+        return [FieldError(f"{path}.{field}", "Invalid", "must be greater than or equal to 0", value)]
+    return []
+
+
+def _validate_deployment(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    errs = _non_negative(spec, "replicas", "spec")
+    errs += _validate_selector_and_template(spec, "spec", ("Always",))
+    strategy = _as_dict(spec.get("strategy"))
+    stype = strategy.get("type", "RollingUpdate")
+    if stype not in ("RollingUpdate", "Recreate"):
+        errs.append(FieldError("spec.strategy.type", "NotSupported",
+                               'supported values: "Recreate", "RollingUpdate"', stype))
+    elif stype == "Recreate" and strategy.get("rollingUpdate"):
+        errs.append(FieldError("spec.strategy.rollingUpdate", "Forbidden",
+                               "may not be specified when strategy `type` is 'Recreate'"))
+    rolling = _as_dict(strategy.get("rollingUpdate"))
+    if _is_zero(rolling.get("maxSurge")) and _is_zero(rolling.get("maxUnavailable")) and rolling:
+        errs.append(FieldError("spec.strategy.rollingUpdate.maxUnavailable", "Invalid",
+                               "may not be 0 when `maxSurge` is 0", rolling.get("maxUnavailable")))
+    errs += _non_negative(spec, "revisionHistoryLimit", "spec")
+    errs += _non_negative(spec, "minReadySeconds", "spec")
+    return errs
+
+
+def _is_zero(value: Any) -> bool:
+    return value in (0, "0", "0%")
+
+
+def _validate_replicaset(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    return _non_negative(spec, "replicas", "spec") + _validate_selector_and_template(spec, "spec", ("Always",))
+
+
+def _validate_pod(obj: JSON) -> list[FieldError]:
+    return validate_pod_spec(obj.get("spec"), "spec")
+
+
+def _validate_job(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    errs = _non_negative(spec, "completions", "spec") + _non_negative(spec, "parallelism", "spec")
+    errs += _non_negative(spec, "backoffLimit", "spec")
+    errs += _validate_selector_and_template(spec, "spec", ("OnFailure", "Never"),
+                                            selector_required=bool(spec.get("manualSelector")))
+    return errs
+
+
+def _validate_cronjob(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    errs: list[FieldError] = []
+    schedule = spec.get("schedule")
+    if not schedule:
+        errs.append(FieldError("spec.schedule", "Required"))
+    else:
+        problem = cron_schedule_error(str(schedule))
+        if problem:
+            errs.append(FieldError("spec.schedule", "Invalid", problem, schedule))
+    policy = spec.get("concurrencyPolicy", "Allow")
+    if policy not in ("Allow", "Forbid", "Replace"):
+        errs.append(FieldError("spec.concurrencyPolicy", "NotSupported",
+                               'supported values: "Allow", "Forbid", "Replace"', policy))
+    job_spec = _as_dict(_as_dict(spec.get("jobTemplate")).get("spec"))
+    if not job_spec:
+        errs.append(FieldError("spec.jobTemplate.spec", "Required"))
+    else:
+        errs += _validate_selector_and_template(job_spec, "spec.jobTemplate.spec", ("OnFailure", "Never"),
+                                                selector_required=False)
+    return errs
+
+
+def cron_schedule_error(schedule: str) -> str | None:
+    """Why a cron schedule does not parse (5 fields or a @keyword), or None."""
+    from croniter import croniter  # imported lazily: only CronJob writes need it
+
+    text = schedule.strip()
+    if text.startswith("TZ=") or text.startswith("CRON_TZ="):
+        return "cannot use TZ or CRON_TZ in schedule, use timeZone field instead"
+    if text.startswith("@"):
+        if text in ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"):
+            return None
+        return f"unrecognized descriptor: {text}"
+    if len(text.split()) != 5:
+        return f"expected exactly 5 fields, found {len(text.split())}: {text}"
+    if not croniter.is_valid(text):
+        return f"invalid schedule: {text}"
+    return None
+
+
+def _validate_service(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    errs: list[FieldError] = []
+    stype = spec.get("type", "ClusterIP")
+    if stype not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
+        errs.append(FieldError("spec.type", "NotSupported",
+                               'supported values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort"', stype))
+    ports = _as_list(spec.get("ports"))
+    if not ports and stype != "ExternalName" and spec.get("clusterIP") != "None":
+        errs.append(FieldError("spec.ports", "Required"))
+    names: set[str] = set()
+    seen: set[tuple[Any, Any]] = set()
+    for i, port in enumerate(ports):
+        port = _as_dict(port)
+        path = f"spec.ports[{i}]"
+        pname = port.get("name")
+        if len(ports) > 1 and not pname:
+            errs.append(FieldError(f"{path}.name", "Required"))
+        elif pname:
+            err = dns1123_label_error(str(pname))
+            if err:
+                errs.append(FieldError(f"{path}.name", "Invalid", err, pname))
+            elif pname in names:
+                errs.append(FieldError(f"{path}.name", "Duplicate", value=pname))
+            names.add(str(pname))
+        if "port" not in port:
+            errs.append(FieldError(f"{path}.port", "Required"))
+        else:
+            errs += _validate_port_number(port["port"], f"{path}.port")
+        protocol = port.get("protocol", "TCP")
+        if protocol not in ("TCP", "UDP", "SCTP"):
+            errs.append(FieldError(f"{path}.protocol", "NotSupported",
+                                   'supported values: "SCTP", "TCP", "UDP"', protocol))
+        key = (port.get("port"), protocol)
+        if key in seen:
+            errs.append(FieldError(path, "Duplicate", value={"port": key[0], "protocol": key[1]}))
+        seen.add(key)
+        target = port.get("targetPort")
+        if isinstance(target, int):
+            errs += _validate_port_number(target, f"{path}.targetPort")
+        node_port = port.get("nodePort")
+        if node_port not in (None, 0):
+            if stype not in ("NodePort", "LoadBalancer"):
+                errs.append(FieldError(f"{path}.nodePort", "Forbidden",
+                                       "may not be used when `type` is 'ClusterIP'"))
+            else:
+                errs += _validate_port_number(node_port, f"{path}.nodePort")
+    if stype == "ExternalName" and not spec.get("externalName"):
+        errs.append(FieldError("spec.externalName", "Required"))
+    errs += validate_labels(_as_dict(spec.get("selector")), "spec.selector")
+    affinity = spec.get("sessionAffinity", "None")
+    if affinity not in ("None", "ClientIP"):
+        errs.append(FieldError("spec.sessionAffinity", "NotSupported", 'supported values: "ClientIP", "None"',
+                               affinity))
+    return errs
+
+
+def _validate_data_keys(obj: JSON, fields: tuple[str, ...]) -> list[FieldError]:
+    errs: list[FieldError] = []
+    seen: set[str] = set()
+    for field in fields:
+        for key in _as_dict(obj.get(field)):
+            if not _CONFIG_KEY.match(str(key)) or len(str(key)) > 253:
+                errs.append(FieldError(f"{field}[{key}]", "Invalid",
+                                       "a valid config key must consist of alphanumeric characters, '-', '_' "
+                                       "or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used "
+                                       "for validation is '[-._a-zA-Z0-9]+')", key))
+            if key in seen:
+                errs.append(FieldError(f"{field}[{key}]", "Invalid",
+                                       "duplicate of key present in another data field", key))
+            seen.add(str(key))
+    size = sum(len(str(v)) for f in fields for v in _as_dict(obj.get(f)).values())
+    if size > 1024 * 1024:
+        errs.append(FieldError("data", "TooLong", "must have at most 1048576 bytes"))
+    return errs
+
+
+def _validate_configmap(obj: JSON) -> list[FieldError]:
+    return _validate_data_keys(obj, ("data", "binaryData"))
+
+
+def _validate_secret(obj: JSON) -> list[FieldError]:
+    return _validate_data_keys(obj, ("data", "stringData"))
+
+
+def _validate_hpa(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    errs: list[FieldError] = []
+    ref = _as_dict(spec.get("scaleTargetRef"))
+    if not ref.get("kind"):
+        errs.append(FieldError("spec.scaleTargetRef.kind", "Required"))
+    if not ref.get("name"):
+        errs.append(FieldError("spec.scaleTargetRef.name", "Required"))
+    max_r = spec.get("maxReplicas")
+    min_r = spec.get("minReplicas", 1)
+    if not isinstance(max_r, int) or max_r < 1:
+        errs.append(FieldError("spec.maxReplicas", "Invalid", "must be greater than or equal to 1", max_r))
+    if not isinstance(min_r, int) or min_r < 1:
+        errs.append(FieldError("spec.minReplicas", "Invalid", "must be greater than or equal to 1", min_r))
+    elif isinstance(max_r, int) and min_r > max_r:
+        errs.append(FieldError("spec.maxReplicas", "Invalid", "must be greater than or equal to `minReplicas`",
+                               max_r))
+    return errs
+
+
+def _validate_event(obj: JSON) -> list[FieldError]:
+    errs: list[FieldError] = []
+    involved = _as_dict(obj.get("involvedObject"))
+    if not involved:
+        errs.append(FieldError("involvedObject", "Required"))
+    etype = obj.get("type")
+    if etype and etype not in ("Normal", "Warning"):
+        errs.append(FieldError("type", "NotSupported", 'supported values: "Normal", "Warning"', etype))
+    return errs
+
+
+VALIDATORS: dict[str, Callable[[JSON], list[FieldError]]] = {
+    "Deployment": _validate_deployment,
+    "ReplicaSet": _validate_replicaset,
+    "Pod": _validate_pod,
+    "Job": _validate_job,
+    "CronJob": _validate_cronjob,
+    "Service": _validate_service,
+    "ConfigMap": _validate_configmap,
+    "Secret": _validate_secret,
+    "HorizontalPodAutoscaler": _validate_hpa,
+    "Event": _validate_event,
+}
+
+
+def validate_object(kind: str, obj: JSON, namespaced: bool) -> list[FieldError]:
+    errs = validate_metadata(kind, _as_dict(obj.get("metadata")), namespaced)
+    validator = VALIDATORS.get(kind)
+    if validator is not None:
+        errs += validator(obj)
+    return errs
+
+
+# ---------------------------------------------------------------------------------------------- updates
+
+_IMMUTABLE_MSG = "field is immutable"
+
+
+def _changed(old: Any, new: Any) -> bool:
+    return bool(old != new)
+
+
+def validate_update(kind: str, new: JSON, old: JSON) -> list[FieldError]:
+    """Rules that compare the new object with the stored one (immutable fields)."""
+    errs: list[FieldError] = []
+    nspec, ospec = _as_dict(new.get("spec")), _as_dict(old.get("spec"))
+    if kind in ("Deployment", "ReplicaSet") and _changed(nspec.get("selector"), ospec.get("selector")):
+        errs.append(FieldError("spec.selector", "Invalid", _IMMUTABLE_MSG, nspec.get("selector")))
+    if kind == "Job":
+        if _changed(nspec.get("selector"), ospec.get("selector")):
+            errs.append(FieldError("spec.selector", "Invalid", _IMMUTABLE_MSG, nspec.get("selector")))
+        if _changed(nspec.get("template"), ospec.get("template")):
+            errs.append(FieldError("spec.template", "Invalid", _IMMUTABLE_MSG, "..."))
+        if _changed(nspec.get("completions"), ospec.get("completions")):
+            errs.append(FieldError("spec.completions", "Invalid", _IMMUTABLE_MSG, nspec.get("completions")))
+    if kind == "Service":
+        old_ip = ospec.get("clusterIP")
+        if old_ip and _changed(nspec.get("clusterIP"), old_ip) and nspec.get("type") != "ExternalName":
+            errs.append(FieldError("spec.clusterIP", "Invalid", _IMMUTABLE_MSG, nspec.get("clusterIP")))
+    if kind == "Pod":
+        errs += _validate_pod_update(nspec, ospec)
+    if kind in ("ConfigMap", "Secret") and old.get("immutable"):
+        if not new.get("immutable"):
+            errs.append(FieldError("immutable", "Forbidden", "field is immutable when `immutable` is set"))
+        for field in ("data", "binaryData", "stringData"):
+            if _changed(new.get(field), old.get(field)):
+                errs.append(FieldError(field, "Forbidden", "field is immutable when `immutable` is set"))
+    if kind == "Secret" and _changed(new.get("type"), old.get("type")):
+        errs.append(FieldError("type", "Invalid", _IMMUTABLE_MSG, new.get("type")))
+    return errs
+
+
+def _validate_pod_update(nspec: JSON, ospec: JSON) -> list[FieldError]:
+    # Only images, activeDeadlineSeconds and added tolerations may change on a pod; compare the rest.
+    def strip(spec: JSON) -> JSON:
+        copy = dict(spec)
+        copy["containers"] = [{k: v for k, v in _as_dict(c).items() if k != "image"}
+                              for c in _as_list(spec.get("containers"))]
+        copy["initContainers"] = [{k: v for k, v in _as_dict(c).items() if k != "image"}
+                                  for c in _as_list(spec.get("initContainers"))]
+        for key in ("activeDeadlineSeconds", "tolerations", "nodeName", "terminationGracePeriodSeconds"):
+            copy.pop(key, None)
+        return copy
+
+    errs: list[FieldError] = []
+    if _changed(strip(nspec), strip(ospec)):
+        errs.append(FieldError("spec", "Forbidden",
+                               "pod updates may not change fields other than `spec.containers[*].image`, "
+                               "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
+                               "`spec.tolerations` (only additions to existing tolerations), "
+                               "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was "
+                               "previously negative)"))
+    if ospec.get("nodeName") and _changed(nspec.get("nodeName"), ospec.get("nodeName")):
+        errs.append(FieldError("spec.nodeName", "Invalid", _IMMUTABLE_MSG, nspec.get("nodeName")))
+    return errs

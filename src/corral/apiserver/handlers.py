@@ -1,0 +1,363 @@
+"""HTTP handlers for resource paths: translate a request into a ResourceAPI call and the result into a response.
+
+Everything protocol-specific lives here: query parameters, content negotiation (JSON, Table), body decoding,
+Warning headers, chunked watch streams. Object semantics live in ``rest.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from corral.api import printing
+from corral.api.resources import ResourceType
+from corral.apiserver import status as st
+from corral.apiserver.bodies import MAX_BODY_BYTES, BodyError, decode_body
+from corral.apiserver.paths import Target, UnknownPath, parse_path
+from corral.apiserver.rest import (
+    PATCH_APPLY,
+    PATCH_TYPES,
+    DeleteOptions,
+    ResourceAPI,
+    WatchEvent,
+    WriteOptions,
+    WriteResult,
+)
+
+JSON = dict[str, Any]
+JSON_CT = "application/json"
+BODY_TYPES = ["application/json", "application/yaml"]
+BOOKMARK_INTERVAL = 30.0
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type=JSON_CT, headers=headers)
+
+
+def error_response(err: st.ApiError) -> web.Response:
+    headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+    return web.Response(body=err.body(), status=err.code, content_type=JSON_CT, headers=headers)
+
+
+def wants_table(request: web.Request) -> tuple[bool, str]:
+    """Whether the Accept header prefers a meta.k8s.io Table, and the includeObject policy."""
+    accept = request.headers.get("Accept", "")
+    for part in accept.split(","):
+        segs = [s.strip() for s in part.split(";")]
+        params = dict(s.split("=", 1) for s in segs[1:] if "=" in s)
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
+            return True, request.query.get("includeObject", "Metadata")
+        if segs[0] in ("application/json", "*/*", "application/*"):
+            return False, ""
+    return False, ""
+
+
+def _bool(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
+def _int(request: web.Request, name: str, default: int = 0) -> int:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise st.bad_request(f"invalid value for {name}: {value!r} is not an integer") from exc
+
+
+def write_options(request: web.Request) -> WriteOptions:
+    dry_run = request.query.getall("dryRun", [])
+    for value in dry_run:
+        if value != "All":
+            raise st.bad_request(f'Invalid dryRun value {value!r}: supported values: "All"')
+    validation = request.query.get("fieldValidation", "Warn") or "Warn"
+    if validation not in ("Strict", "Warn", "Ignore"):
+        raise st.bad_request(f'fieldValidation {validation!r} is invalid: supported values: "Ignore", "Warn", '
+                             '"Strict"')
+    return WriteOptions(dry_run=bool(dry_run), field_validation=validation,
+                        field_manager=request.query.get("fieldManager", ""), force=_bool(request.query.get("force")))
+
+
+async def read_body(request: web.Request, allowed: list[str]) -> Any:
+    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type not in allowed:
+        raise st.unsupported_media_type(content_type, allowed)
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise st.too_large(MAX_BODY_BYTES)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise st.too_large(MAX_BODY_BYTES)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise st.bad_request("the request body is empty")
+    try:
+        return decode_body(raw, content_type)
+    except BodyError as exc:
+        raise st.bad_request(str(exc)) from exc
+
+
+def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
+    if not warnings:
+        return None
+    # aiohttp joins repeated headers poorly; Kubernetes clients accept one comma-separated Warning header.
+    return {"Warning": ", ".join(f'299 - "{w.replace(chr(34), chr(92) + chr(34))}"' for w in warnings)}
+
+
+class ResourceHandlers:
+    """aiohttp handlers over one :class:`ResourceAPI`."""
+
+    def __init__(self, api: ResourceAPI) -> None:
+        self.api = api
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return [web.route("*", "/api/v1/{tail:.+}", self.dispatch),
+                web.route("*", "/apis/{group}/{version}/{tail:.+}", self.dispatch)]
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        try:
+            target = parse_path(request.path)
+        except UnknownPath:
+            return error_response(st.not_found_url())
+        try:
+            return await self._dispatch(request, target)
+        except st.ApiError as err:
+            return error_response(err)
+
+    async def _dispatch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        method = request.method
+        if t.subresource in ("log", "exec", "portforward", "attach", "eviction", "binding"):
+            raise st.ApiError(405, "MethodNotAllowed",
+                              f"the server does not allow this method on the requested resource: {t.subresource} "
+                              "is not served yet")
+        if t.subresource == "scale":
+            return await self._scale(request, t)
+        if t.name is None:
+            if method == "GET":
+                if _bool(request.query.get("watch")):
+                    return await self._watch(request, t)
+                return await self._list(request, t)
+            if method == "POST":
+                return await self._create(request, t)
+            if method == "DELETE":
+                return await self._delete_collection(request, t)
+            raise st.method_not_allowed()
+        if method == "GET":
+            obj = await self.api.get(t.rt, t.namespace, t.name)
+            if t.subresource == "status" or t.subresource is None:
+                return self._object_response(request, t.rt, obj)
+        if method == "PUT":
+            body = await read_body(request, BODY_TYPES)
+            result = await self.api.update(t.rt, t.namespace, t.name, body, write_options(request),
+                                           t.subresource)
+            return self._write_response(request, t.rt, result)
+        if method == "PATCH":
+            patch_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if patch_type not in PATCH_TYPES:
+                raise st.unsupported_media_type(patch_type, list(PATCH_TYPES))
+            body = await read_body(request, list(PATCH_TYPES))
+            opts = write_options(request)
+            if patch_type == PATCH_APPLY and not opts.field_manager:
+                raise st.bad_request("PATCH with apply-patch+yaml requires a fieldManager query parameter "
+                                     "(fieldManager is required for apply requests)")
+            result = await self.api.patch(t.rt, t.namespace, t.name, patch_type, body, opts, t.subresource)
+            return self._write_response(request, t.rt, result)
+        if method == "DELETE" and t.subresource is None:
+            opts = await self._delete_options(request)
+            obj, finished = await self.api.delete(t.rt, t.namespace, t.name, opts)
+            if finished:
+                meta = obj.get("metadata") or {}
+                return json_response(st.success_status(t.rt, t.name, str(meta.get("uid", ""))))
+            return json_response(obj)
+        raise st.method_not_allowed()
+
+    # ------------------------------------------------------------------ reads
+
+    def _object_response(self, request: web.Request, rt: ResourceType, obj: JSON,
+                         status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        table, include = wants_table(request)
+        if table:
+            body = printing.to_table(rt.kind, [obj], self.api.clock.now(),
+                                     list_resource_version=str(obj["metadata"].get("resourceVersion", "")),
+                                     include_object=include)
+            return json_response(body, status, headers)
+        return json_response(obj, status, headers)
+
+    async def _list(self, request: web.Request, t: Target) -> web.Response:
+        limit = _int(request, "limit")
+        if limit < 0:
+            raise st.bad_request("limit must be non-negative")
+        result = await self.api.list(t.rt, t.namespace, label_selector=request.query.get("labelSelector"),
+                                     field_selector=request.query.get("fieldSelector"), limit=limit,
+                                     continue_token=request.query.get("continue") or None)
+        table, include = wants_table(request)
+        if table:
+            body = printing.to_table(t.rt.kind, result.items, self.api.clock.now(),
+                                     list_resource_version=result.resource_version,
+                                     continue_token=result.continue_token, include_object=include)
+            return json_response(body)
+        meta: JSON = {"resourceVersion": result.resource_version}
+        if result.continue_token:
+            meta["continue"] = result.continue_token
+            meta["remainingItemCount"] = result.remaining
+        payload = (b'{"kind":"' + t.rt.list_kind.encode() + b'","apiVersion":"' + t.rt.api_version.encode()
+                   + b'","metadata":' + orjson.dumps(meta) + b',"items":' + orjson.dumps(result.items) + b"}")
+        return web.Response(body=payload, content_type=JSON_CT)
+
+    # ------------------------------------------------------------------ writes
+
+    def _write_response(self, request: web.Request, rt: ResourceType, result: WriteResult) -> web.Response:
+        return self._object_response(request, rt, result.obj, 201 if result.created else 200,
+                                     _warning_headers(result.warnings))
+
+    async def _create(self, request: web.Request, t: Target) -> web.Response:
+        body = await read_body(request, BODY_TYPES)
+        result = await self.api.create(t.rt, t.namespace, body, write_options(request))
+        return self._write_response(request, t.rt, result)
+
+    async def _delete_options(self, request: web.Request) -> DeleteOptions:
+        body: Any = {}
+        if request.can_read_body:
+            raw = await request.content.read(MAX_BODY_BYTES + 1)
+            if len(raw) > MAX_BODY_BYTES:
+                raise st.too_large(MAX_BODY_BYTES)
+            if raw.strip():
+                try:
+                    body = decode_body(raw, "application/json")
+                except BodyError as exc:
+                    raise st.bad_request(str(exc)) from exc
+        if not isinstance(body, dict):
+            raise st.bad_request("DeleteOptions must be a JSON object")
+        policy = body.get("propagationPolicy") or request.query.get("propagationPolicy") or "Background"
+        grace = body.get("gracePeriodSeconds")
+        if grace is None and request.query.get("gracePeriodSeconds"):
+            grace = _int(request, "gracePeriodSeconds")
+        pre = body.get("preconditions") or {}
+        dry = body.get("dryRun") or request.query.getall("dryRun", [])
+        if body.get("orphanDependents") is True:
+            policy = "Orphan"
+        return DeleteOptions(propagation_policy=str(policy), grace_period_seconds=grace,
+                             precondition_uid=pre.get("uid"), precondition_rv=pre.get("resourceVersion"),
+                             dry_run=bool(dry))
+
+    async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        opts = await self._delete_options(request)
+        deleted = await self.api.delete_collection(
+            t.rt, t.namespace, label_selector=request.query.get("labelSelector"),
+            field_selector=request.query.get("fieldSelector"), opts=opts)
+        return json_response({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version,
+                              "metadata": {"resourceVersion": str(self.api.store.revision)}, "items": deleted})
+
+    # ------------------------------------------------------------------ scale
+
+    async def _scale(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None
+        if request.method == "GET":
+            return json_response(await self.api.get_scale(t.rt, t.namespace, t.name))
+        if request.method == "PUT":
+            body = await read_body(request, BODY_TYPES)
+            scale = await self.api.update_scale(t.rt, t.namespace, t.name, lambda _old: body,
+                                                write_options(request))
+            return json_response(scale)
+        if request.method == "PATCH":
+            patch_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            body = await read_body(request, list(PATCH_TYPES))
+            from corral.apiserver.patch import PatchError
+            from corral.apiserver.patch.jsonpatch import apply_json_patch
+            from corral.apiserver.patch.merge import apply_merge_patch
+
+            def change(old: JSON) -> Any:
+                try:
+                    if patch_type == "application/json-patch+json":
+                        return apply_json_patch(old, body)
+                    if isinstance(body, dict):
+                        return apply_merge_patch(old, body)
+                except PatchError as exc:
+                    raise st.ApiError(422, "Invalid", str(exc)) from exc
+                raise st.bad_request("the patch must be a JSON object")
+
+            return json_response(await self.api.update_scale(t.rt, t.namespace, t.name, change,
+                                                             write_options(request)))
+        raise st.method_not_allowed()
+
+    # ------------------------------------------------------------------ watch
+
+    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        timeout = _int(request, "timeoutSeconds", 0)
+        bookmarks = _bool(request.query.get("allowWatchBookmarks"))
+        table, include = wants_table(request)
+        expired: st.ApiError | None = None
+        try:
+            events = await self.api.watch(t.rt, t.namespace,
+                                          resource_version=request.query.get("resourceVersion"),
+                                          label_selector=request.query.get("labelSelector"),
+                                          field_selector=request.query.get("fieldSelector"))
+        except st.ApiError as err:
+            if err.code != 410:
+                raise
+            # Like the real apiserver: a too-old resourceVersion is an ERROR event in a 200 stream.
+            expired = err
+        response = web.StreamResponse(status=200, headers={"Content-Type": JSON_CT,
+                                                           "Cache-Control": "no-cache, private"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        deadline = asyncio.get_running_loop().time() + timeout if timeout > 0 else None
+        if expired is not None:
+            await response.write(_event_line("ERROR", expired.status()))
+            await response.write_eof()
+            return response
+        with contextlib.suppress(ConnectionResetError):
+            async for line in self._watch_lines(t.rt, events, table, include, bookmarks, deadline):
+                await response.write(line)
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await response.write_eof()
+        return response
+
+    async def _watch_lines(self, rt: ResourceType, events: AsyncIterator[WatchEvent], table: bool, include: str,
+                           bookmarks: bool, deadline: float | None) -> AsyncIterator[bytes]:
+        loop = asyncio.get_running_loop()
+        iterator = events.__aiter__()
+        last_rv = str(self.api.store.revision)
+        try:
+            while True:
+                wait = BOOKMARK_INTERVAL
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        return
+                try:
+                    event = await asyncio.wait_for(iterator.__anext__(), wait)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if bookmarks and (deadline is None or loop.time() < deadline):
+                        last_rv = str(self.api.store.revision)
+                        yield _event_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
+                                                       "metadata": {"resourceVersion": last_rv}})
+                    continue
+                obj = event.obj
+                if table:
+                    obj = printing.to_table(rt.kind, [obj], self.api.clock.now(),
+                                            list_resource_version=str(obj["metadata"].get("resourceVersion", "")),
+                                            include_object=include)
+                yield _event_line(event.type, obj)
+        except st.ApiError as err:
+            yield _event_line("ERROR", err.status())
+        finally:
+            aclose = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+
+
+def _event_line(kind: str, obj: JSON) -> bytes:
+    return b'{"type":"' + kind.encode() + b'","object":' + orjson.dumps(obj) + b"}\n"

@@ -1,0 +1,88 @@
+"""In-process transport: calls :class:`ResourceAPI` directly — same validation path as HTTP, no sockets.
+
+Used by the controllers, scheduler and agent inside ``corral up``. Objects are copied on the way out so a
+caller can never change what the store holds.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator
+from typing import Any
+
+from corral.api.resources import ResourceType
+from corral.apiserver import status as st
+from corral.apiserver.rest import DeleteOptions, ResourceAPI, WriteOptions
+from corral.client.base import JSON, ObjectList, WatchEvent
+
+
+class LocalTransport:
+    def __init__(self, api: ResourceAPI) -> None:
+        self.api = api
+
+    async def get(self, rt: ResourceType, namespace: str | None, name: str, subresource: str | None = None) -> JSON:
+        if subresource == "scale":
+            return await self.api.get_scale(rt, namespace, name)
+        return copy.deepcopy(await self.api.get(rt, namespace, name))
+
+    async def list(self, rt: ResourceType, namespace: str | None, *, label_selector: str | None = None,
+                   field_selector: str | None = None, limit: int = 0,
+                   continue_token: str | None = None) -> ObjectList:
+        result = await self.api.list(rt, namespace, label_selector=label_selector, field_selector=field_selector,
+                                     limit=limit, continue_token=continue_token)
+        return ObjectList(copy.deepcopy(result.items), result.resource_version, result.continue_token)
+
+    async def create(self, rt: ResourceType, namespace: str | None, obj: JSON, *, dry_run: bool = False,
+                     field_manager: str = "") -> JSON:
+        opts = WriteOptions(dry_run=dry_run, field_validation="Strict", field_manager=field_manager)
+        return copy.deepcopy((await self.api.create(rt, namespace, obj, opts)).obj)
+
+    async def update(self, rt: ResourceType, namespace: str | None, name: str, obj: JSON, *,
+                     subresource: str | None = None, dry_run: bool = False, field_manager: str = "") -> JSON:
+        opts = WriteOptions(dry_run=dry_run, field_validation="Strict", field_manager=field_manager)
+        if subresource == "scale":
+            return await self.api.update_scale(rt, namespace, name, lambda _old: obj, opts)
+        return copy.deepcopy((await self.api.update(rt, namespace, name, obj, opts, subresource)).obj)
+
+    async def patch(self, rt: ResourceType, namespace: str | None, name: str, patch_type: str, body: Any, *,
+                    subresource: str | None = None, dry_run: bool = False, field_manager: str = "",
+                    force: bool = False) -> JSON:
+        opts = WriteOptions(dry_run=dry_run, field_validation="Strict", field_manager=field_manager, force=force)
+        result = await self.api.patch(rt, namespace, name, patch_type, body, opts, subresource)
+        return copy.deepcopy(result.obj)
+
+    async def delete(self, rt: ResourceType, namespace: str | None, name: str, *,
+                     propagation_policy: str = "Background", grace_period_seconds: int | None = None,
+                     dry_run: bool = False) -> JSON:
+        opts = DeleteOptions(propagation_policy=propagation_policy, grace_period_seconds=grace_period_seconds,
+                             dry_run=dry_run)
+        obj, finished = await self.api.delete(rt, namespace, name, opts)
+        if finished:
+            return st.success_status(rt, name, str((obj.get("metadata") or {}).get("uid", "")))
+        return copy.deepcopy(obj)
+
+    async def watch(self, rt: ResourceType, namespace: str | None, *, resource_version: str | None = None,
+                    label_selector: str | None = None, field_selector: str | None = None,
+                    timeout_seconds: int | None = None) -> AsyncIterator[WatchEvent]:
+        import asyncio
+
+        events = await self.api.watch(rt, namespace, resource_version=resource_version,
+                                      label_selector=label_selector, field_selector=field_selector)
+        iterator = events.__aiter__()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_seconds if timeout_seconds else None
+        try:
+            while True:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return
+                try:
+                    event = await asyncio.wait_for(iterator.__anext__(), remaining)
+                except (StopAsyncIteration, TimeoutError):
+                    return
+                yield WatchEvent(event.type, copy.deepcopy(event.obj))
+        finally:
+            await iterator.aclose()  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,147 @@
+"""Assembling a running control plane: data directory, store, PKI, tokens, kubeconfig and the HTTP server.
+
+``CorralServer`` is what ``corral up`` runs, and what integration tests start in-process. It owns the order
+of start-up (store → bootstrap objects → listener → kubeconfig) and of shut-down (listener → store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from corral.api.resources import REGISTRY
+from corral.apiserver import status as st
+from corral.apiserver.app import ApiServerApp
+from corral.apiserver.auth import TokenAuthenticator, admin_token, load_or_create_tokens
+from corral.apiserver.rest import ResourceAPI
+from corral.apiserver.tls import default_sans, ensure_pki
+from corral.store import EngineStore, open_store
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CORRAL_DATA_DIR") or Path.home() / ".corral")
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443
+    store: str | None = None
+    """``memory``, a SQLite path, or None for ``<data-dir>/state.db``."""
+    tls: bool = True
+    auth: bool = True
+
+
+def kubeconfig_document(server_url: str, ca_pem: bytes | None, token: str | None,
+                        name: str = "corral") -> dict[str, Any]:
+    cluster: dict[str, Any] = {"server": server_url}
+    if ca_pem is not None:
+        cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
+    user: dict[str, Any] = {"token": token} if token else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": cluster}],
+        "users": [{"name": f"{name}-admin", "user": user}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin",
+                                                  "namespace": "default"}}],
+        "current-context": name,
+        "preferences": {},
+    }
+
+
+class CorralServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store: EngineStore | None = None
+        self.api: ResourceAPI | None = None
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.kubeconfig_path = config.data_dir / "kubeconfig"
+        self.token: str | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(cfg.data_dir, 0o700)
+        self.store = await open_store(cfg.store or str(cfg.data_dir / "state.db"))
+        self.api = ResourceAPI(self.store)
+        await bootstrap(self.api)
+        authenticator = None
+        if cfg.auth:
+            tokens = load_or_create_tokens(cfg.data_dir / "tokens")
+            self.token = admin_token(tokens)
+            authenticator = TokenAuthenticator(tokens)
+        ssl_context = None
+        ca_pem = None
+        if cfg.tls:
+            pki = ensure_pki(cfg.data_dir / "pki", default_sans([cfg.host]))
+            ssl_context = pki.server_context()
+            ca_pem = pki.ca_pem()
+        app = ApiServerApp(self.api, authenticator, f"{cfg.host}:{cfg.port}").build()
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ssl_context, backlog=1024,
+                           reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        port = sockets[0].getsockname()[1] if sockets else cfg.port
+        host = cfg.host if cfg.host not in ("0.0.0.0", "::") else "127.0.0.1"
+        scheme = "https" if cfg.tls else "http"
+        display_host = f"[{host}]" if ":" in host else host
+        self.url = f"{scheme}://{display_host}:{port}"
+        self.write_kubeconfig(ca_pem)
+
+    def write_kubeconfig(self, ca_pem: bytes | None) -> None:
+        doc = kubeconfig_document(self.url, ca_pem, self.token)
+        tmp = self.kubeconfig_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump(doc, handle, sort_keys=False)
+        os.replace(tmp, self.kubeconfig_path)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+
+async def bootstrap(api: ResourceAPI) -> None:
+    """Objects every cluster has: the system namespaces, each with a ``default`` ServiceAccount."""
+    ns_rt = REGISTRY.by_path("", "v1", "namespaces")
+    assert ns_rt is not None
+    for name in BOOTSTRAP_NAMESPACES:
+        try:
+            await api.create(ns_rt, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        except st.ApiError as exc:
+            if exc.code != 409:
+                raise
+    listed = await api.list(ns_rt, None)
+    for ns in listed.items:
+        if not ns["metadata"].get("deletionTimestamp"):
+            await api.ensure_default_service_account(ns["metadata"]["name"])
