@@ -41,7 +41,9 @@ class ResourceType:
     field_selectors: tuple[str, ...] = ()
     """Per-kind field selector keys beyond ``metadata.name`` and ``metadata.namespace``."""
     has_spec: bool = True
-    """Whether ``generation`` tracks ``spec`` (kinds without spec bump on any non-metadata change)."""
+    """Whether the kind has a ``spec`` (ConfigMaps, Secrets, Events… carry their data at the top level)."""
+    returns_deleted_object: bool = False
+    """DELETE answers with the deleted object rather than a Success Status (pods, services, serviceaccounts)."""
 
     @property
     def api_version(self) -> str:
@@ -96,7 +98,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ),
     ResourceType(
         "", "v1", "Pod", "pods", "pod", True, "io.k8s.api.core.v1.Pod",
-        short_names=("po",), categories=("all",),
+        short_names=("po",), categories=("all",), returns_deleted_object=True,
         subresources=(
             _status("Pod"),
             Subresource("log", "Pod", verbs=("get",)),
@@ -111,6 +113,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType(
         "", "v1", "Service", "services", "service", True, "io.k8s.api.core.v1.Service",
         short_names=("svc",), categories=("all",), subresources=(_status("Service"),),
+        returns_deleted_object=True,
         field_selectors=("spec.clusterIP", "spec.type"),
     ),
     ResourceType(
@@ -138,7 +141,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ),
     ResourceType(
         "", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True,
-        "io.k8s.api.core.v1.ServiceAccount", short_names=("sa",), has_spec=False,
+        "io.k8s.api.core.v1.ServiceAccount", short_names=("sa",), has_spec=False, returns_deleted_object=True,
     ),
     ResourceType(
         "apps", "v1", "Deployment", "deployments", "deployment", True, "io.k8s.api.apps.v1.Deployment",

@@ -93,6 +93,8 @@ def decode_json(raw: bytes) -> Any:
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if "depth" in str(exc) or "recursion" in str(exc):
+            raise BodyError(f"object is nested deeper than {MAX_DEPTH} levels") from exc
         raise BodyError(f"couldn't get version/kind; json parse error: {exc}") from exc
     check_depth(value)
     return value

@@ -21,6 +21,8 @@ from corral.apiserver.bodies import MAX_BODY_BYTES, BodyError, decode_body
 from corral.apiserver.paths import Target, UnknownPath, parse_path
 from corral.apiserver.rest import (
     PATCH_APPLY,
+    PATCH_JSON,
+    PATCH_STRATEGIC,
     PATCH_TYPES,
     DeleteOptions,
     ResourceAPI,
@@ -84,8 +86,13 @@ def write_options(request: web.Request) -> WriteOptions:
                         field_manager=request.query.get("fieldManager", ""), force=_bool(request.query.get("force")))
 
 
+def body_content_type(request: web.Request) -> str:
+    """The request's media type; a body without one is read as JSON (the Python client sends none)."""
+    return request.headers.get("Content-Type", "").split(";")[0].strip().lower() or "application/json"
+
+
 async def read_body(request: web.Request, allowed: list[str]) -> Any:
-    content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    content_type = body_content_type(request)
     if content_type not in allowed:
         raise st.unsupported_media_type(content_type, allowed)
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
@@ -161,10 +168,13 @@ class ResourceHandlers:
                                            t.subresource)
             return self._write_response(request, t.rt, result)
         if method == "PATCH":
-            patch_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            patch_type = body_content_type(request)
+            body = await read_body(request, [*PATCH_TYPES, "application/json"])
+            if patch_type == "application/json":
+                # No patch type given: infer it as the Python client does (list → JSON patch, dict → SMP).
+                patch_type = PATCH_JSON if isinstance(body, list) else PATCH_STRATEGIC
             if patch_type not in PATCH_TYPES:
                 raise st.unsupported_media_type(patch_type, list(PATCH_TYPES))
-            body = await read_body(request, list(PATCH_TYPES))
             opts = write_options(request)
             if patch_type == PATCH_APPLY and not opts.field_manager:
                 raise st.bad_request("PATCH with apply-patch+yaml requires a fieldManager query parameter "
@@ -174,7 +184,7 @@ class ResourceHandlers:
         if method == "DELETE" and t.subresource is None:
             opts = await self._delete_options(request)
             obj, finished = await self.api.delete(t.rt, t.namespace, t.name, opts)
-            if finished:
+            if finished and not t.rt.returns_deleted_object:
                 meta = obj.get("metadata") or {}
                 return json_response(st.success_status(t.rt, t.name, str(meta.get("uid", ""))))
             return json_response(obj)
@@ -269,8 +279,8 @@ class ResourceHandlers:
                                                 write_options(request))
             return json_response(scale)
         if request.method == "PATCH":
-            patch_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-            body = await read_body(request, list(PATCH_TYPES))
+            patch_type = body_content_type(request)
+            body = await read_body(request, [*PATCH_TYPES, "application/json"])
             from corral.apiserver.patch import PatchError
             from corral.apiserver.patch.jsonpatch import apply_json_patch
             from corral.apiserver.patch.merge import apply_merge_patch

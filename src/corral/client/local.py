@@ -57,7 +57,7 @@ class LocalTransport:
         opts = DeleteOptions(propagation_policy=propagation_policy, grace_period_seconds=grace_period_seconds,
                              dry_run=dry_run)
         obj, finished = await self.api.delete(rt, namespace, name, opts)
-        if finished:
+        if finished and not rt.returns_deleted_object:
             return st.success_status(rt, name, str((obj.get("metadata") or {}).get("uid", "")))
         return copy.deepcopy(obj)
 

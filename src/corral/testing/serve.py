@@ -1,0 +1,52 @@
+"""Run a Corral API server in its own process for tests and benchmarks: ``python -m corral.testing.serve``.
+
+Prints one line ``READY <url> <kubeconfig>`` on stdout once it accepts connections, then serves until
+SIGTERM/SIGINT. Independent of the CLI so tests of the server do not depend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from corral.server import CorralServer, ServerConfig
+
+
+async def _main(args: argparse.Namespace) -> None:
+    server = CorralServer(ServerConfig(data_dir=Path(args.data_dir), host=args.host, port=args.port,
+                                       store=args.store))
+    await server.start()
+    print(f"READY {server.url} {server.kubeconfig_path}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--store", default=None)
+    args = parser.parse_args()
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            import uvloop
+
+            uvloop.run(_main(args))
+            return
+        except ImportError:
+            pass
+        asyncio.run(_main(args))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
