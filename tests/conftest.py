@@ -33,8 +33,14 @@ class Kubectl:
         self.kubeconfig, self.cache_dir, self.namespace = kubeconfig, cache_dir, namespace
         self.binary = shutil.which("kubectl") or "kubectl"
 
-    def run(self, *args: str, stdin: str | None = None, check: bool = True,
-            namespace: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        namespace: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [self.binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir)]
         if namespace:
             cmd += ["-n", self.namespace]
@@ -46,11 +52,20 @@ class Kubectl:
         return result
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        cmd = [self.binary, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache_dir),
-               "-n", self.namespace, *args]
+        cmd = [
+            self.binary,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            str(self.cache_dir),
+            "-n",
+            self.namespace,
+            *args,
+        ]
         env = dict(os.environ, HOME=str(self.cache_dir))
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+        )
 
 
 @pytest.fixture
@@ -63,7 +78,12 @@ def kubectl(server: ServerProcess, kubectl_cache: Path, namespace_name: str) -> 
     if shutil.which("kubectl") is None:
         pytest.fail("kubectl is not installed: the compat tests need the real kubectl 1.32")
     k = Kubectl(server.kubeconfig, kubectl_cache, namespace_name)
-    k.run("apply", "-f", "-", namespace=False,
-          stdin=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace_name}\n")
+    k.run(
+        "apply",
+        "-f",
+        "-",
+        namespace=False,
+        stdin=f"apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {namespace_name}\n",
+    )
     yield k
     k.run("delete", "namespace", namespace_name, "--wait=false", namespace=False, check=False)

@@ -45,8 +45,9 @@ class ServerConfig:
     auth: bool = True
 
 
-def kubeconfig_document(server_url: str, ca_pem: bytes | None, token: str | None,
-                        name: str = "corral") -> dict[str, Any]:
+def kubeconfig_document(
+    server_url: str, ca_pem: bytes | None, token: str | None, name: str = "corral"
+) -> dict[str, Any]:
     cluster: dict[str, Any] = {"server": server_url}
     if ca_pem is not None:
         cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
@@ -56,8 +57,9 @@ def kubeconfig_document(server_url: str, ca_pem: bytes | None, token: str | None
         "kind": "Config",
         "clusters": [{"name": name, "cluster": cluster}],
         "users": [{"name": f"{name}-admin", "user": user}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin",
-                                                  "namespace": "default"}}],
+        "contexts": [
+            {"name": name, "context": {"cluster": name, "user": f"{name}-admin", "namespace": "default"}}
+        ],
         "current-context": name,
         "preferences": {},
     }
@@ -94,8 +96,9 @@ class CorralServer:
         app = ApiServerApp(self.api, authenticator, f"{cfg.host}:{cfg.port}").build()
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.host, cfg.port, ssl_context=ssl_context, backlog=1024,
-                           reuse_address=True)
+        site = web.TCPSite(
+            self._runner, cfg.host, cfg.port, ssl_context=ssl_context, backlog=1024, reuse_address=True
+        )
         await site.start()
         server = site._server
         assert server is not None
@@ -137,7 +140,9 @@ async def bootstrap(api: ResourceAPI) -> None:
     assert ns_rt is not None
     for name in BOOTSTRAP_NAMESPACES:
         try:
-            await api.create(ns_rt, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+            await api.create(
+                ns_rt, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )
         except st.ApiError as exc:
             if exc.code != 409:
                 raise

@@ -1,4 +1,4 @@
-"""The real kubectl 1.32 against a Corral server process, using the kubeconfig Corral wrote (HTTPS + token)."""
+"""The real kubectl 1.32 against a Corral server process, with the kubeconfig Corral wrote (HTTPS + token)."""
 
 from __future__ import annotations
 
@@ -32,8 +32,17 @@ def test_version_reports_minor_32(kubectl: Kubectl) -> None:
 
 def test_api_resources_lists_every_kind(kubectl: Kubectl) -> None:
     out = kubectl.run("api-resources", namespace=False).stdout
-    for line in ("deployments  ", "deploy", "apps/v1", "horizontalpodautoscalers", "autoscaling/v2",
-                 "leases", "coordination.k8s.io/v1", "cronjobs", "serviceaccounts"):
+    for line in (
+        "deployments  ",
+        "deploy",
+        "apps/v1",
+        "horizontalpodautoscalers",
+        "autoscaling/v2",
+        "leases",
+        "coordination.k8s.io/v1",
+        "cronjobs",
+        "serviceaccounts",
+    ):
         assert line.strip() in out
     assert "configmaps" in out and "cm " in out
 
@@ -90,7 +99,9 @@ def test_server_side_apply_creates_and_updates(kubectl: Kubectl) -> None:
 
 
 def test_get_watch_streams_a_change(kubectl: Kubectl) -> None:
-    kubectl.run("create", "-f", "-", stdin="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w1\ndata:\n  a: b\n")
+    kubectl.run(
+        "create", "-f", "-", stdin="apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w1\ndata:\n  a: b\n"
+    )
     watcher = kubectl.popen("get", "cm", "w1", "-w", "--output-watch-events")
     try:
         assert watcher.stdout is not None
@@ -110,11 +121,23 @@ def test_label_annotate_and_three_patch_types(kubectl: Kubectl) -> None:
     kubectl.run("apply", "-f", "-", stdin=_manifest())
     assert "labeled" in kubectl.run("label", "deploy", "hello", "tier=fe").stdout
     assert "annotated" in kubectl.run("annotate", "deploy", "hello", "owner=team-a").stdout
-    kubectl.run("patch", "deploy", "hello", "-p", '{"spec":{"template":{"spec":{"containers":'
-                '[{"name":"web","env":[{"name":"MODE","value":"smp"}]}]}}}}')
+    kubectl.run(
+        "patch",
+        "deploy",
+        "hello",
+        "-p",
+        '{"spec":{"template":{"spec":{"containers":'
+        '[{"name":"web","env":[{"name":"MODE","value":"smp"}]}]}}}}',
+    )
     kubectl.run("patch", "deploy", "hello", "--type=merge", "-p", '{"spec":{"minReadySeconds":5}}')
-    kubectl.run("patch", "deploy", "hello", "--type=json", "-p",
-                '[{"op":"replace","path":"/spec/revisionHistoryLimit","value":4}]')
+    kubectl.run(
+        "patch",
+        "deploy",
+        "hello",
+        "--type=json",
+        "-p",
+        '[{"op":"replace","path":"/spec/revisionHistoryLimit","value":4}]',
+    )
     deploy = _json(kubectl, "get", "deploy", "hello")
     assert deploy["metadata"]["labels"]["tier"] == "fe"
     assert deploy["metadata"]["annotations"]["owner"] == "team-a"

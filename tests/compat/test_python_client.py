@@ -38,9 +38,13 @@ def ns(api_client: client.ApiClient) -> Iterator[str]:
 
 
 def _template(app: str) -> dict[str, Any]:
-    return {"metadata": {"labels": {"app": app}},
-            "spec": {"restartPolicy": "Always",
-                     "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}]}}
+    return {
+        "metadata": {"labels": {"app": app}},
+        "spec": {
+            "restartPolicy": "Always",
+            "containers": [{"name": "main", "image": "busybox:1.36", "command": ["sleep", "3600"]}],
+        },
+    }
 
 
 @dataclass
@@ -54,66 +58,193 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {
-    "configmap": Kind("CoreV1Api", "config_map", True,
-                      {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}},
-                      {"data": {"a": "2"}}, "data.a=2"),
-    "secret": Kind("CoreV1Api", "secret", True,
-                   {"apiVersion": "v1", "kind": "Secret", "stringData": {"pw": "x"}, "data": {"k": "dg=="}},
-                   {"metadata": {"labels": {"p": "1"}}}, "metadata.labels.p=1"),
-    "pod": Kind("CoreV1Api", "pod", True,
-                {"apiVersion": "v1", "kind": "Pod", "spec": _template("p")["spec"]},
-                {"metadata": {"labels": {"p": "1"}}}, "metadata.labels.p=1"),
-    "service": Kind("CoreV1Api", "service", True,
-                    {"apiVersion": "v1", "kind": "Service",
-                     "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}},
-                    {"spec": {"selector": {"app": "y"}}}, "spec.selector.app=y"),
-    "endpoints": Kind("CoreV1Api", "endpoints", True,
-                      {"apiVersion": "v1", "kind": "Endpoints",
-                       "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 8080}]}]},
-                      {"metadata": {"labels": {"p": "1"}}}, "metadata.labels.p=1"),
-    "event": Kind("CoreV1Api", "event", True,
-                  {"apiVersion": "v1", "kind": "Event", "reason": "Tested", "message": "hello", "type": "Normal",
-                   "involvedObject": {"kind": "ConfigMap", "name": "x", "namespace": "NS"}},
-                  {"message": "patched"}, "message=patched"),
-    "serviceaccount": Kind("CoreV1Api", "service_account", True,
-                           {"apiVersion": "v1", "kind": "ServiceAccount"},
-                           {"metadata": {"labels": {"p": "1"}}}, "metadata.labels.p=1"),
-    "deployment": Kind("AppsV1Api", "deployment", True,
-                       {"apiVersion": "apps/v1", "kind": "Deployment",
-                        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "d"}}, "template": _template("d")}},
-                       {"spec": {"replicas": 3}}, "spec.replicas=3"),
-    "replicaset": Kind("AppsV1Api", "replica_set", True,
-                       {"apiVersion": "apps/v1", "kind": "ReplicaSet",
-                        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "r"}}, "template": _template("r")}},
-                       {"spec": {"replicas": 2}}, "spec.replicas=2"),
-    "job": Kind("BatchV1Api", "job", True,
-                {"apiVersion": "batch/v1", "kind": "Job",
-                 "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
-                     {"name": "main", "image": "busybox", "command": ["true"]}]}}}},
-                {"metadata": {"labels": {"p": "1"}}}, "metadata.labels.p=1"),
-    "cronjob": Kind("BatchV1Api", "cron_job", True,
-                    {"apiVersion": "batch/v1", "kind": "CronJob",
-                     "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
-                         "restartPolicy": "OnFailure",
-                         "containers": [{"name": "main", "image": "busybox", "command": ["true"]}]}}}}}},
-                    {"spec": {"suspend": True}}, "spec.suspend=True"),
-    "hpa-v2": Kind("AutoscalingV2Api", "horizontal_pod_autoscaler", True,
-                   {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
-                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
-                             "minReplicas": 1, "maxReplicas": 5}},
-                   {"spec": {"maxReplicas": 7}}, "spec.max_replicas=7"),
-    "hpa-v1": Kind("AutoscalingV1Api", "horizontal_pod_autoscaler", True,
-                   {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
-                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
-                             "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 60}},
-                   {"spec": {"targetCPUUtilizationPercentage": 70}}, "spec.target_cpu_utilization_percentage=70"),
-    "lease": Kind("CoordinationV1Api", "lease", True,
-                  {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                   "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15}},
-                  {"spec": {"holderIdentity": "you"}}, "spec.holder_identity=you"),
-    "node": Kind("CoreV1Api", "node", False,
-                 {"apiVersion": "v1", "kind": "Node", "metadata": {"labels": {"kubernetes.io/hostname": "n"}}},
-                 {"spec": {"unschedulable": True}}, "spec.unschedulable=True"),
+    "configmap": Kind(
+        "CoreV1Api",
+        "config_map",
+        True,
+        {"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}},
+        {"data": {"a": "2"}},
+        "data.a=2",
+    ),
+    "secret": Kind(
+        "CoreV1Api",
+        "secret",
+        True,
+        {"apiVersion": "v1", "kind": "Secret", "stringData": {"pw": "x"}, "data": {"k": "dg=="}},
+        {"metadata": {"labels": {"p": "1"}}},
+        "metadata.labels.p=1",
+    ),
+    "pod": Kind(
+        "CoreV1Api",
+        "pod",
+        True,
+        {"apiVersion": "v1", "kind": "Pod", "spec": _template("p")["spec"]},
+        {"metadata": {"labels": {"p": "1"}}},
+        "metadata.labels.p=1",
+    ),
+    "service": Kind(
+        "CoreV1Api",
+        "service",
+        True,
+        {"apiVersion": "v1", "kind": "Service", "spec": {"selector": {"app": "x"}, "ports": [{"port": 80}]}},
+        {"spec": {"selector": {"app": "y"}}},
+        "spec.selector.app=y",
+    ),
+    "endpoints": Kind(
+        "CoreV1Api",
+        "endpoints",
+        True,
+        {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": 8080}]}],
+        },
+        {"metadata": {"labels": {"p": "1"}}},
+        "metadata.labels.p=1",
+    ),
+    "event": Kind(
+        "CoreV1Api",
+        "event",
+        True,
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "reason": "Tested",
+            "message": "hello",
+            "type": "Normal",
+            "involvedObject": {"kind": "ConfigMap", "name": "x", "namespace": "NS"},
+        },
+        {"message": "patched"},
+        "message=patched",
+    ),
+    "serviceaccount": Kind(
+        "CoreV1Api",
+        "service_account",
+        True,
+        {"apiVersion": "v1", "kind": "ServiceAccount"},
+        {"metadata": {"labels": {"p": "1"}}},
+        "metadata.labels.p=1",
+    ),
+    "deployment": Kind(
+        "AppsV1Api",
+        "deployment",
+        True,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "d"}}, "template": _template("d")},
+        },
+        {"spec": {"replicas": 3}},
+        "spec.replicas=3",
+    ),
+    "replicaset": Kind(
+        "AppsV1Api",
+        "replica_set",
+        True,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "r"}}, "template": _template("r")},
+        },
+        {"spec": {"replicas": 2}},
+        "spec.replicas=2",
+    ),
+    "job": Kind(
+        "BatchV1Api",
+        "job",
+        True,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+                    }
+                }
+            },
+        },
+        {"metadata": {"labels": {"p": "1"}}},
+        "metadata.labels.p=1",
+    ),
+    "cronjob": Kind(
+        "BatchV1Api",
+        "cron_job",
+        True,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "spec": {
+                "schedule": "*/5 * * * *",
+                "jobTemplate": {
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "restartPolicy": "OnFailure",
+                                "containers": [{"name": "main", "image": "busybox", "command": ["true"]}],
+                            }
+                        }
+                    }
+                },
+            },
+        },
+        {"spec": {"suspend": True}},
+        "spec.suspend=True",
+    ),
+    "hpa-v2": Kind(
+        "AutoscalingV2Api",
+        "horizontal_pod_autoscaler",
+        True,
+        {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+                "minReplicas": 1,
+                "maxReplicas": 5,
+            },
+        },
+        {"spec": {"maxReplicas": 7}},
+        "spec.max_replicas=7",
+    ),
+    "hpa-v1": Kind(
+        "AutoscalingV1Api",
+        "horizontal_pod_autoscaler",
+        True,
+        {
+            "apiVersion": "autoscaling/v1",
+            "kind": "HorizontalPodAutoscaler",
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+                "minReplicas": 1,
+                "maxReplicas": 5,
+                "targetCPUUtilizationPercentage": 60,
+            },
+        },
+        {"spec": {"targetCPUUtilizationPercentage": 70}},
+        "spec.target_cpu_utilization_percentage=70",
+    ),
+    "lease": Kind(
+        "CoordinationV1Api",
+        "lease",
+        True,
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "spec": {"holderIdentity": "me", "leaseDurationSeconds": 15},
+        },
+        {"spec": {"holderIdentity": "you"}},
+        "spec.holder_identity=you",
+    ),
+    "node": Kind(
+        "CoreV1Api",
+        "node",
+        False,
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"labels": {"kubernetes.io/hostname": "n"}}},
+        {"spec": {"unschedulable": True}},
+        "spec.unschedulable=True",
+    ),
 }
 
 
@@ -157,7 +288,9 @@ def test_status_subresources_and_scale(api_client: client.ApiClient, ns: str) ->
     apps = client.AppsV1Api(api_client)
     body = {**KINDS["deployment"].body, "metadata": {"name": "scaled"}}
     apps.create_namespaced_deployment(ns, body)
-    status = apps.patch_namespaced_deployment_status("scaled", ns, {"status": {"replicas": 2, "readyReplicas": 1}})
+    status = apps.patch_namespaced_deployment_status(
+        "scaled", ns, {"status": {"replicas": 2, "readyReplicas": 1}}
+    )
     assert status.status.replicas == 2 and status.status.ready_replicas == 1
     # A main-resource write cannot change status.
     after = apps.patch_namespaced_deployment("scaled", ns, {"status": {"replicas": 9}})
@@ -199,22 +332,33 @@ def test_watch_from_resource_version_with_timeout(api_client: client.ApiClient, 
     core.delete_namespaced_config_map("w0", ns)
     seen = []
     w = watch.Watch()
-    for event in w.stream(core.list_namespaced_config_map, ns, label_selector="w=1",
-                          resource_version=start_rv, timeout_seconds=2):
+    for event in w.stream(
+        core.list_namespaced_config_map,
+        ns,
+        label_selector="w=1",
+        resource_version=start_rv,
+        timeout_seconds=2,
+    ):
         seen.append((event["type"], event["object"].metadata.name))
     assert seen == [("ADDED", "w1"), ("MODIFIED", "w1"), ("DELETED", "w0")]
 
 
 def test_server_side_apply(api_client: client.ApiClient, ns: str) -> None:
     core = client.CoreV1Api(api_client)
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa", "namespace": ns},
-            "data": {"a": "1"}}
-    created = core.patch_namespaced_config_map("ssa", ns, body, field_manager="python-test",
-                                               _content_type="application/apply-patch+yaml")
+    body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ssa", "namespace": ns},
+        "data": {"a": "1"},
+    }
+    created = core.patch_namespaced_config_map(
+        "ssa", ns, body, field_manager="python-test", _content_type="application/apply-patch+yaml"
+    )
     assert created.data == {"a": "1"}
     body["data"] = {"a": "2", "b": "3"}
-    updated = core.patch_namespaced_config_map("ssa", ns, body, field_manager="python-test",
-                                               _content_type="application/apply-patch+yaml")
+    updated = core.patch_namespaced_config_map(
+        "ssa", ns, body, field_manager="python-test", _content_type="application/apply-patch+yaml"
+    )
     assert updated.data == {"a": "2", "b": "3"}
     assert updated.metadata.uid == created.metadata.uid
 
@@ -224,9 +368,11 @@ def test_errors_carry_go_exact_status(api_client: client.ApiClient, ns: str) -> 
     with pytest.raises(ApiException) as info:
         core.read_namespaced_pod("nope", ns)
     assert info.value.status == 404
-    assert info.value.body == ('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":'
-                               '"pods \\"nope\\" not found","reason":"NotFound","details":{"name":"nope",'
-                               '"kind":"pods"},"code":404}\n')
+    assert info.value.body == (
+        '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":'
+        '"pods \\"nope\\" not found","reason":"NotFound","details":{"name":"nope",'
+        '"kind":"pods"},"code":404}\n'
+    )
     core.create_namespaced_config_map(ns, {"metadata": {"name": "stale"}})
     current = core.read_namespaced_config_map("stale", ns)
     core.patch_namespaced_config_map("stale", ns, {"data": {"x": "1"}})

@@ -25,10 +25,17 @@ class Http:
         ca = server.kubeconfig.parent / "pki" / "ca.crt"
         self.ca = str(ca)
 
-    def call(self, method: str, path: str, body: bytes | str | None = None,
-             content_type: str = "application/json") -> requests.Response:
-        return self.session.request(method, self.base + path, data=body, headers={"Content-Type": content_type},
-                                    timeout=30, verify=self.ca)
+    def call(
+        self, method: str, path: str, body: bytes | str | None = None, content_type: str = "application/json"
+    ) -> requests.Response:
+        return self.session.request(
+            method,
+            self.base + path,
+            data=body,
+            headers={"Content-Type": content_type},
+            timeout=30,
+            verify=self.ca,
+        )
 
 
 @pytest.fixture
@@ -83,13 +90,16 @@ def test_invalid_name_is_422_with_field_path(http: Http) -> None:
     assert resp.status_code == 422
     doc = _status(resp)
     assert doc["reason"] == "Invalid"
-    assert doc["message"].startswith('ConfigMap "Bad_Name!" is invalid: metadata.name: Invalid value: "Bad_Name!"')
+    assert doc["message"].startswith(
+        'ConfigMap "Bad_Name!" is invalid: metadata.name: Invalid value: "Bad_Name!"'
+    )
     assert doc["details"]["causes"][0]["field"] == "metadata.name"
 
 
 def test_unknown_field_under_strict_is_400(http: Http) -> None:
-    resp = http.call("POST", CM + "?fieldValidation=Strict",
-                     json.dumps({"metadata": {"name": "strict"}, "spec": {"x": 1}}))
+    resp = http.call(
+        "POST", CM + "?fieldValidation=Strict", json.dumps({"metadata": {"name": "strict"}, "spec": {"x": 1}})
+    )
     assert resp.status_code == 400
     assert _status(resp)["message"] == 'strict decoding error: unknown field "spec"'
 
@@ -102,8 +112,11 @@ def test_unknown_field_under_warn_is_dropped_with_warning(http: Http) -> None:
 
 
 def test_wrong_type_is_400(http: Http) -> None:
-    resp = http.call("POST", "/apis/apps/v1/namespaces/default/deployments",
-                     json.dumps({"metadata": {"name": "typed"}, "spec": {"replicas": "three"}}))
+    resp = http.call(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        json.dumps({"metadata": {"name": "typed"}, "spec": {"replicas": "three"}}),
+    )
     assert resp.status_code == 400
     assert "spec.replicas" in _status(resp)["message"]
 
@@ -116,8 +129,10 @@ def test_stale_resource_version_is_409(http: Http) -> None:
     assert resp.status_code == 409
     doc = _status(resp)
     assert doc["reason"] == "Conflict"
-    assert doc["message"] == ('Operation cannot be fulfilled on configmaps "stale-rv": the object has been '
-                              "modified; please apply your changes to the latest version and try again")
+    assert doc["message"] == (
+        'Operation cannot be fulfilled on configmaps "stale-rv": the object has been '
+        "modified; please apply your changes to the latest version and try again"
+    )
 
 
 def test_unknown_kind_is_404(http: Http) -> None:
@@ -142,16 +157,24 @@ def test_garbage_json_is_400(http: Http) -> None:
 
 def test_missing_token_is_401(server: ServerProcess) -> None:
     access = load_access(server.kubeconfig)
-    resp = requests.get(access.server + CM, verify=str(server.kubeconfig.parent / "pki" / "ca.crt"), timeout=10)
+    resp = requests.get(
+        access.server + CM, verify=str(server.kubeconfig.parent / "pki" / "ca.crt"), timeout=10
+    )
     assert resp.status_code == 401
     assert resp.json()["reason"] == "Unauthorized"
-    resp = requests.get(access.server + CM, headers={"Authorization": "Bearer wrong"},
-                        verify=str(server.kubeconfig.parent / "pki" / "ca.crt"), timeout=10)
+    resp = requests.get(
+        access.server + CM,
+        headers={"Authorization": "Bearer wrong"},
+        verify=str(server.kubeconfig.parent / "pki" / "ca.crt"),
+        timeout=10,
+    )
     assert resp.status_code == 401
 
 
 def test_missing_namespace_is_404(http: Http) -> None:
-    resp = http.call("POST", "/api/v1/namespaces/nosuchns/configmaps", json.dumps({"metadata": {"name": "x"}}))
+    resp = http.call(
+        "POST", "/api/v1/namespaces/nosuchns/configmaps", json.dumps({"metadata": {"name": "x"}})
+    )
     assert resp.status_code == 404
     assert _status(resp)["message"] == 'namespaces "nosuchns" not found'
 
@@ -159,6 +182,9 @@ def test_missing_namespace_is_404(http: Http) -> None:
 def test_tls_is_verified_with_the_cluster_ca(server: ServerProcess) -> None:
     ctx = ssl.create_default_context(cafile=str(server.kubeconfig.parent / "pki" / "ca.crt"))
     assert ctx.verify_mode == ssl.CERT_REQUIRED
-    resp = requests.get(load_access(server.kubeconfig).server + "/version",
-                        verify=str(server.kubeconfig.parent / "pki" / "ca.crt"), timeout=10)
+    resp = requests.get(
+        load_access(server.kubeconfig).server + "/version",
+        verify=str(server.kubeconfig.parent / "pki" / "ca.crt"),
+        timeout=10,
+    )
     assert resp.json()["minor"] == "32"

@@ -23,12 +23,21 @@ async def _session(server: ServerProcess) -> aiohttp.ClientSession:
     access = load_access(server.kubeconfig)
     ctx = access.ssl_context()
     assert isinstance(ctx, ssl.SSLContext)
-    return aiohttp.ClientSession(base_url=access.server, connector=aiohttp.TCPConnector(ssl=ctx),
-                                 headers={"Authorization": f"Bearer {access.token}"})
+    return aiohttp.ClientSession(
+        base_url=access.server,
+        connector=aiohttp.TCPConnector(ssl=ctx),
+        headers={"Authorization": f"Bearer {access.token}"},
+    )
 
 
-async def _writer(session: aiohttp.ClientSession, writer: int, cycle: int, acked: dict[str, int],
-                  counters: dict[str, int], stop: asyncio.Event) -> None:
+async def _writer(
+    session: aiohttp.ClientSession,
+    writer: int,
+    cycle: int,
+    acked: dict[str, int],
+    counters: dict[str, int],
+    stop: asyncio.Event,
+) -> None:
     path = "/api/v1/namespaces/default/configmaps"
     counter = f"counter-{writer}"
     n = 0
@@ -40,11 +49,14 @@ async def _writer(session: aiohttp.ClientSession, writer: int, cycle: int, acked
                 if resp.status == 201:
                     acked[name] = int((await resp.json())["metadata"]["resourceVersion"])
             value = counters.get(counter, 0) + 1
-            async with session.patch(f"{path}/{counter}", json={"data": {"n": str(value)}},
-                                     headers={"Content-Type": "application/merge-patch+json"}) as resp:
+            async with session.patch(
+                f"{path}/{counter}",
+                json={"data": {"n": str(value)}},
+                headers={"Content-Type": "application/merge-patch+json"},
+            ) as resp:
                 if resp.status == 200:
                     counters[counter] = value
-        except (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError, ConnectionError):
             return  # the server died under us: whatever was not acknowledged may be lost
 
 
@@ -57,14 +69,18 @@ async def _run_cycles(data_dir: Path) -> None:
     try:
         async with await _session(server) as session:
             for w in range(WRITERS):
-                async with session.post("/api/v1/namespaces/default/configmaps",
-                                        json={"metadata": {"name": f"counter-{w}"}, "data": {"n": "0"}}) as resp:
+                async with session.post(
+                    "/api/v1/namespaces/default/configmaps",
+                    json={"metadata": {"name": f"counter-{w}"}, "data": {"n": "0"}},
+                ) as resp:
                     assert resp.status == 201
         for cycle in range(CYCLES):
             stop = asyncio.Event()
             async with await _session(server) as session:
-                tasks = [asyncio.create_task(_writer(session, w, cycle, acked, counters, stop))
-                         for w in range(WRITERS)]
+                tasks = [
+                    asyncio.create_task(_writer(session, w, cycle, acked, counters, stop))
+                    for w in range(WRITERS)
+                ]
                 target = len(acked) + rng.randint(20, 200)
                 deadline = asyncio.get_running_loop().time() + 20
                 while len(acked) < target and asyncio.get_running_loop().time() < deadline:
@@ -89,10 +105,10 @@ async def _run_cycles(data_dir: Path) -> None:
             list_rv = int(listing["metadata"]["resourceVersion"])
             assert list_rv >= max(acked.values(), default=0) and list_rv >= max_rv_seen
             max_rv_seen = list_rv
-        async with await _session(server) as session:
-            async with session.post("/api/v1/namespaces/default/configmaps",
-                                    json={"metadata": {"name": "after-all"}}) as resp:
-                assert int((await resp.json())["metadata"]["resourceVersion"]) > max_rv_seen
+        async with await _session(server) as session, session.post(
+            "/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "after-all"}}
+        ) as resp:
+            assert int((await resp.json())["metadata"]["resourceVersion"]) > max_rv_seen
     finally:
         server.stop()
     assert len(acked) > CYCLES * 20

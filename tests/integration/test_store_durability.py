@@ -106,8 +106,14 @@ async def crash_once(script: Path, db: Path, run: int, kill_after: int, stderr_p
     acks = Acks()
     with stderr_path.open("wb") as stderr:
         child = await asyncio.create_subprocess_exec(
-            sys.executable, str(script), str(db), str(run), "6",
-            stdout=asyncio.subprocess.PIPE, stderr=stderr, env=env,
+            sys.executable,
+            str(script),
+            str(db),
+            str(run),
+            "6",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            env=env,
         )
     try:
         assert child.stdout is not None

@@ -13,14 +13,19 @@ JSON = dict[str, Any]
 
 
 def _cpu_metric(target: int) -> JSON:
-    return {"type": "Resource",
-            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}}}
+    return {
+        "type": "Resource",
+        "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}},
+    }
 
 
 def _is_cpu_utilization(metric: Any) -> bool:
-    return (isinstance(metric, dict) and metric.get("type") == "Resource"
-            and (metric.get("resource") or {}).get("name") == "cpu"
-            and ((metric.get("resource") or {}).get("target") or {}).get("type") == "Utilization")
+    return (
+        isinstance(metric, dict)
+        and metric.get("type") == "Resource"
+        and (metric.get("resource") or {}).get("name") == "cpu"
+        and ((metric.get("resource") or {}).get("target") or {}).get("type") == "Utilization"
+    )
 
 
 def hpa_v1_to_v2(obj: JSON, stored: JSON | None = None) -> JSON:
@@ -29,7 +34,9 @@ def hpa_v1_to_v2(obj: JSON, stored: JSON | None = None) -> JSON:
     spec = out.get("spec")
     if isinstance(spec, dict):
         target = spec.pop("targetCPUUtilizationPercentage", None)
-        kept = [m for m in ((stored or {}).get("spec") or {}).get("metrics") or [] if not _is_cpu_utilization(m)]
+        kept = [
+            m for m in ((stored or {}).get("spec") or {}).get("metrics") or [] if not _is_cpu_utilization(m)
+        ]
         metrics = ([_cpu_metric(int(target))] if target is not None else []) + kept
         if metrics:
             spec["metrics"] = metrics
@@ -37,8 +44,9 @@ def hpa_v1_to_v2(obj: JSON, stored: JSON | None = None) -> JSON:
     if isinstance(status, dict):
         current = status.pop("currentCPUUtilizationPercentage", None)
         if current is not None:
-            status["currentMetrics"] = [{"type": "Resource", "resource": {
-                "name": "cpu", "current": {"averageUtilization": current}}}]
+            status["currentMetrics"] = [
+                {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": current}}}
+            ]
         status.setdefault("desiredReplicas", status.get("currentReplicas", 0))
     return out
 
@@ -52,7 +60,9 @@ def hpa_v2_to_v1(obj: JSON) -> JSON:
         spec.pop("behavior", None)
         for metric in metrics:
             if _is_cpu_utilization(metric):
-                spec["targetCPUUtilizationPercentage"] = metric["resource"]["target"].get("averageUtilization")
+                spec["targetCPUUtilizationPercentage"] = metric["resource"]["target"].get(
+                    "averageUtilization"
+                )
                 break
     status = out.get("status")
     if isinstance(status, dict):
@@ -60,7 +70,7 @@ def hpa_v2_to_v1(obj: JSON) -> JSON:
         status.pop("conditions", None)
         for metric in current:
             if isinstance(metric, dict) and (metric.get("resource") or {}).get("name") == "cpu":
-                value = ((metric["resource"].get("current") or {}).get("averageUtilization"))
+                value = (metric["resource"].get("current") or {}).get("averageUtilization")
                 if value is not None:
                     status["currentCPUUtilizationPercentage"] = value
         status.setdefault("currentReplicas", 0)

@@ -95,8 +95,9 @@ def _default_pod(obj: JSON) -> None:
         keys = {t.get("key") for t in tolerations if isinstance(t, dict)}
         for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
             if key not in keys:
-                tolerations.append({"key": key, "operator": "Exists", "effect": "NoExecute",
-                                    "tolerationSeconds": 300})
+                tolerations.append(
+                    {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+                )
         if spec.get("priority") is None:
             spec["priority"] = 0
 
@@ -220,8 +221,12 @@ def _default_hpa(obj: JSON) -> None:
     if obj.get("apiVersion") == "autoscaling/v1":
         return
     if not spec.get("metrics"):
-        spec["metrics"] = [{"type": "Resource", "resource": {
-            "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]
+        spec["metrics"] = [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}},
+            }
+        ]
 
 
 def _default_node(obj: JSON) -> None:

@@ -68,5 +68,3 @@ def _go_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return str(value)
     return orjson.dumps(value).decode()
-
-

@@ -59,8 +59,10 @@ class LabelSelector:
         return all(r.matches(labels) for r in self.requirements)
 
 
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                        r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|[^\s!=(),]+)")
 
@@ -75,9 +77,11 @@ def label_key_error(key: str) -> str | None:
     if prefix and len(prefix) > 253:
         return "prefix part must be no more than 253 characters"
     if not _LABEL_KEY.match(key):
-        return ("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-                "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
-                "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')")
+        return (
+            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
+            "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
+            "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+        )
     return None
 
 
@@ -85,9 +89,11 @@ def label_value_error(value: str) -> str | None:
     if len(value) > 63:
         return "must be no more than 63 characters"
     if not _LABEL_VALUE.match(value):
-        return ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-                "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
-                "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')")
+        return (
+            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+            "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
+            "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+        )
     return None
 
 
@@ -150,8 +156,10 @@ def parse_label_selector(text: str | None) -> LabelSelector:
                 reqs.append(Requirement(key, Op.IN if nxt == "in" else Op.NOTIN, frozenset(values)))
                 i = j + 1
             else:
-                raise SelectorError(f"found '{nxt}', expected: in, notin, =, ==, !=, ',' or end of string "
-                                    f"in selector {text!r}")
+                raise SelectorError(
+                    f"found '{nxt}', expected: in, notin, =, ==, !=, ',' or end of string "
+                    f"in selector {text!r}"
+                )
         if i < len(toks):
             if toks[i] != ",":
                 raise SelectorError(f"found '{toks[i]}', expected: ',' or end of string in selector {text!r}")
@@ -244,15 +252,14 @@ def parse_field_selector(text: str | None, allowed: set[str]) -> FieldSelector:
         term = term.strip()
         if not term:
             continue
-        for sep, negate in (("!=", True), ("==", False), ("=", False)):
-            if sep in term:
-                key, value = term.split(sep, 1)
-                break
-        else:
+        separator = next((sep for sep in ("!=", "==", "=") if sep in term), None)
+        if separator is None:
             raise SelectorError(f"invalid selector: '{text}'; can't understand '{term}'")
+        key, value = term.split(separator, 1)
+        negate = separator == "!="
         key = key.strip()
         if key not in allowed:
-            raise SelectorError(f'field label not supported: {key}')
+            raise SelectorError(f"field label not supported: {key}")
         reqs.append(FieldRequirement(key, _unescape(value.strip()), negate))
     return FieldSelector(tuple(reqs))
 

@@ -18,7 +18,7 @@ JSON = dict[str, Any]
 
 GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Job", "CronJob", "HorizontalPodAutoscaler"})
 
-# Metadata only the server sets; a client's value is replaced on create and kept from the old object on update.
+# Metadata only the server sets: a client's value is replaced on create, kept from the old object on update.
 _SERVER_META = ("uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds")
 
 
@@ -59,8 +59,12 @@ def _generate_job_selector(obj: JSON, uid: str) -> None:
     if not isinstance(spec, dict) or spec.get("manualSelector"):
         return
     name = (obj.get("metadata") or {}).get("name", "")
-    labels = {"batch.kubernetes.io/controller-uid": uid, "controller-uid": uid,
-              "batch.kubernetes.io/job-name": name, "job-name": name}
+    labels = {
+        "batch.kubernetes.io/controller-uid": uid,
+        "controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "job-name": name,
+    }
     spec["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
     template = spec.setdefault("template", {})
     if isinstance(template, dict):

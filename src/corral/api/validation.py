@@ -3,7 +3,7 @@
 The official JSON schemas (see ``api/schema``) check shape and types. This module checks what
 ``pkg/apis/*/validation`` checks for the subset that matters: name syntax, label syntax, required fields, a
 selector that matches its template, port ranges, unique names, and fields that may not change on update.
-Each failure is a :class:`FieldError` with a Kubernetes field path, so the API answers 422 with one cause each.
+Each failure is a :class:`FieldError` with a Kubernetes field path: the API answers 422, one cause each.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from corral.api.fielderrors import FieldError
 from corral.api.selectors import (
     SelectorError,
     label_key_error,
     label_value_error,
     selector_from_object,
 )
-from corral.api.fielderrors import FieldError
 
 JSON = dict[str, Any]
 
@@ -29,15 +29,21 @@ _CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 _ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 _IANA_SVC_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
-SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                 "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
-                 "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
-LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-             "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-             "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
-DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-               "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
-               "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
+SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+    "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
+DNS1035_MSG = (
+    "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+    "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
+    "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"
+)
 
 
 def dns1123_subdomain_error(name: str) -> str | None:
@@ -154,29 +160,46 @@ def _validate_container(c: JSON, path: str, seen_ports: set[tuple[Any, Any]]) ->
         pname = port.get("name")
         if pname:
             if len(str(pname)) > 15 or not _IANA_SVC_NAME.match(str(pname)):
-                errs.append(FieldError(f"{ppath}.name", "Invalid",
-                                       "must be no more than 15 characters and consist of lower case "
-                                       "alphanumeric characters or '-'", pname))
+                errs.append(
+                    FieldError(
+                        f"{ppath}.name",
+                        "Invalid",
+                        "must be no more than 15 characters and consist of lower case "
+                        "alphanumeric characters or '-'",
+                        pname,
+                    )
+                )
             elif pname in port_names:
                 errs.append(FieldError(f"{ppath}.name", "Duplicate", value=pname))
             port_names.add(str(pname))
         protocol = port.get("protocol", "TCP")
         if protocol not in ("TCP", "UDP", "SCTP"):
-            errs.append(FieldError(f"{ppath}.protocol", "NotSupported",
-                                   'supported values: "SCTP", "TCP", "UDP"', protocol))
+            errs.append(
+                FieldError(
+                    f"{ppath}.protocol", "NotSupported", 'supported values: "SCTP", "TCP", "UDP"', protocol
+                )
+            )
     for j, env in enumerate(_as_list(c.get("env"))):
         env = _as_dict(env)
         ename = env.get("name")
         if not ename:
             errs.append(FieldError(f"{path}.env[{j}].name", "Required"))
         elif not _ENV_NAME.match(str(ename)):
-            errs.append(FieldError(f"{path}.env[{j}].name", "Invalid",
-                                   "a valid environment variable name must consist of alphabetic characters, "
-                                   "digits, '_', '-', or '.', and must not start with a digit", ename))
+            errs.append(
+                FieldError(
+                    f"{path}.env[{j}].name",
+                    "Invalid",
+                    "a valid environment variable name must consist of alphabetic characters, "
+                    "digits, '_', '-', or '.', and must not start with a digit",
+                    ename,
+                )
+            )
     return errs
 
 
-def validate_pod_spec(spec: Any, path: str, allowed_restart: tuple[str, ...] | None = None) -> list[FieldError]:
+def validate_pod_spec(
+    spec: Any, path: str, allowed_restart: tuple[str, ...] | None = None
+) -> list[FieldError]:
     if not isinstance(spec, dict):
         return [FieldError(path, "Required")]
     errs: list[FieldError] = []
@@ -197,11 +220,19 @@ def validate_pod_spec(spec: Any, path: str, allowed_restart: tuple[str, ...] | N
     restart = spec.get("restartPolicy", "Always")
     valid = ("Always", "OnFailure", "Never")
     if restart not in valid:
-        errs.append(FieldError(f"{path}.restartPolicy", "NotSupported",
-                               'supported values: "Always", "OnFailure", "Never"', restart))
+        errs.append(
+            FieldError(
+                f"{path}.restartPolicy",
+                "NotSupported",
+                'supported values: "Always", "OnFailure", "Never"',
+                restart,
+            )
+        )
     elif allowed_restart and restart not in allowed_restart:
         quoted = ", ".join(f'"{r}"' for r in allowed_restart)
-        errs.append(FieldError(f"{path}.restartPolicy", "NotSupported", f"supported values: {quoted}", restart))
+        errs.append(
+            FieldError(f"{path}.restartPolicy", "NotSupported", f"supported values: {quoted}", restart)
+        )
     volume_names: set[str] = set()
     for i, vol in enumerate(_as_list(spec.get("volumes"))):
         vname = _as_dict(vol).get("name")
@@ -217,14 +248,16 @@ def validate_pod_spec(spec: Any, path: str, allowed_restart: tuple[str, ...] | N
     return errs
 
 
-def _validate_selector_and_template(spec: JSON, path: str, restart: tuple[str, ...] | None,
-                                    selector_required: bool = True) -> list[FieldError]:
+def _validate_selector_and_template(
+    spec: JSON, path: str, restart: tuple[str, ...] | None, selector_required: bool = True
+) -> list[FieldError]:
     errs: list[FieldError] = []
     selector = spec.get("selector")
     template = _as_dict(spec.get("template"))
     if selector_required:
-        if not isinstance(selector, dict) or (not selector.get("matchLabels")
-                                              and not selector.get("matchExpressions")):
+        if not isinstance(selector, dict) or (
+            not selector.get("matchLabels") and not selector.get("matchExpressions")
+        ):
             errs.append(FieldError(f"{path}.selector", "Required"))
             selector = None
         else:
@@ -236,13 +269,20 @@ def _validate_selector_and_template(spec: JSON, path: str, restart: tuple[str, .
             errs += validate_labels(_as_dict(selector.get("matchLabels")), f"{path}.selector.matchLabels")
             labels = _as_dict(_as_dict(template.get("metadata")).get("labels"))
             if parsed is not None and not parsed.matches(labels):
-                errs.append(FieldError(f"{path}.template.metadata.labels", "Invalid",
-                                       "`selector` does not match template `labels`", labels))
+                errs.append(
+                    FieldError(
+                        f"{path}.template.metadata.labels",
+                        "Invalid",
+                        "`selector` does not match template `labels`",
+                        labels,
+                    )
+                )
     if not template:
         errs.append(FieldError(f"{path}.template", "Required"))
     else:
-        errs += validate_labels(_as_dict(_as_dict(template.get("metadata")).get("labels")),
-                                f"{path}.template.metadata.labels")
+        errs += validate_labels(
+            _as_dict(_as_dict(template.get("metadata")).get("labels")), f"{path}.template.metadata.labels"
+        )
         errs += validate_pod_spec(template.get("spec"), f"{path}.template.spec", restart)
     return errs
 
@@ -261,15 +301,29 @@ def _validate_deployment(obj: JSON) -> list[FieldError]:
     strategy = _as_dict(spec.get("strategy"))
     stype = strategy.get("type", "RollingUpdate")
     if stype not in ("RollingUpdate", "Recreate"):
-        errs.append(FieldError("spec.strategy.type", "NotSupported",
-                               'supported values: "Recreate", "RollingUpdate"', stype))
+        errs.append(
+            FieldError(
+                "spec.strategy.type", "NotSupported", 'supported values: "Recreate", "RollingUpdate"', stype
+            )
+        )
     elif stype == "Recreate" and strategy.get("rollingUpdate"):
-        errs.append(FieldError("spec.strategy.rollingUpdate", "Forbidden",
-                               "may not be specified when strategy `type` is 'Recreate'"))
+        errs.append(
+            FieldError(
+                "spec.strategy.rollingUpdate",
+                "Forbidden",
+                "may not be specified when strategy `type` is 'Recreate'",
+            )
+        )
     rolling = _as_dict(strategy.get("rollingUpdate"))
     if _is_zero(rolling.get("maxSurge")) and _is_zero(rolling.get("maxUnavailable")) and rolling:
-        errs.append(FieldError("spec.strategy.rollingUpdate.maxUnavailable", "Invalid",
-                               "may not be 0 when `maxSurge` is 0", rolling.get("maxUnavailable")))
+        errs.append(
+            FieldError(
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                "Invalid",
+                "may not be 0 when `maxSurge` is 0",
+                rolling.get("maxUnavailable"),
+            )
+        )
     errs += _non_negative(spec, "revisionHistoryLimit", "spec")
     errs += _non_negative(spec, "minReadySeconds", "spec")
     return errs
@@ -281,7 +335,9 @@ def _is_zero(value: Any) -> bool:
 
 def _validate_replicaset(obj: JSON) -> list[FieldError]:
     spec = _as_dict(obj.get("spec"))
-    return _non_negative(spec, "replicas", "spec") + _validate_selector_and_template(spec, "spec", ("Always",))
+    return _non_negative(spec, "replicas", "spec") + _validate_selector_and_template(
+        spec, "spec", ("Always",)
+    )
 
 
 def _validate_pod(obj: JSON) -> list[FieldError]:
@@ -292,8 +348,9 @@ def _validate_job(obj: JSON) -> list[FieldError]:
     spec = _as_dict(obj.get("spec"))
     errs = _non_negative(spec, "completions", "spec") + _non_negative(spec, "parallelism", "spec")
     errs += _non_negative(spec, "backoffLimit", "spec")
-    errs += _validate_selector_and_template(spec, "spec", ("OnFailure", "Never"),
-                                            selector_required=bool(spec.get("manualSelector")))
+    errs += _validate_selector_and_template(
+        spec, "spec", ("OnFailure", "Never"), selector_required=bool(spec.get("manualSelector"))
+    )
     return errs
 
 
@@ -309,14 +366,21 @@ def _validate_cronjob(obj: JSON) -> list[FieldError]:
             errs.append(FieldError("spec.schedule", "Invalid", problem, schedule))
     policy = spec.get("concurrencyPolicy", "Allow")
     if policy not in ("Allow", "Forbid", "Replace"):
-        errs.append(FieldError("spec.concurrencyPolicy", "NotSupported",
-                               'supported values: "Allow", "Forbid", "Replace"', policy))
+        errs.append(
+            FieldError(
+                "spec.concurrencyPolicy",
+                "NotSupported",
+                'supported values: "Allow", "Forbid", "Replace"',
+                policy,
+            )
+        )
     job_spec = _as_dict(_as_dict(spec.get("jobTemplate")).get("spec"))
     if not job_spec:
         errs.append(FieldError("spec.jobTemplate.spec", "Required"))
     else:
-        errs += _validate_selector_and_template(job_spec, "spec.jobTemplate.spec", ("OnFailure", "Never"),
-                                                selector_required=False)
+        errs += _validate_selector_and_template(
+            job_spec, "spec.jobTemplate.spec", ("OnFailure", "Never"), selector_required=False
+        )
     return errs
 
 
@@ -343,8 +407,14 @@ def _validate_service(obj: JSON) -> list[FieldError]:
     errs: list[FieldError] = []
     stype = spec.get("type", "ClusterIP")
     if stype not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
-        errs.append(FieldError("spec.type", "NotSupported",
-                               'supported values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort"', stype))
+        errs.append(
+            FieldError(
+                "spec.type",
+                "NotSupported",
+                'supported values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort"',
+                stype,
+            )
+        )
     ports = _as_list(spec.get("ports"))
     if not ports and stype != "ExternalName" and spec.get("clusterIP") != "None":
         errs.append(FieldError("spec.ports", "Required"))
@@ -369,8 +439,11 @@ def _validate_service(obj: JSON) -> list[FieldError]:
             errs += _validate_port_number(port["port"], f"{path}.port")
         protocol = port.get("protocol", "TCP")
         if protocol not in ("TCP", "UDP", "SCTP"):
-            errs.append(FieldError(f"{path}.protocol", "NotSupported",
-                                   'supported values: "SCTP", "TCP", "UDP"', protocol))
+            errs.append(
+                FieldError(
+                    f"{path}.protocol", "NotSupported", 'supported values: "SCTP", "TCP", "UDP"', protocol
+                )
+            )
         key = (port.get("port"), protocol)
         if key in seen:
             errs.append(FieldError(path, "Duplicate", value={"port": key[0], "protocol": key[1]}))
@@ -381,8 +454,9 @@ def _validate_service(obj: JSON) -> list[FieldError]:
         node_port = port.get("nodePort")
         if node_port not in (None, 0):
             if stype not in ("NodePort", "LoadBalancer"):
-                errs.append(FieldError(f"{path}.nodePort", "Forbidden",
-                                       "may not be used when `type` is 'ClusterIP'"))
+                errs.append(
+                    FieldError(f"{path}.nodePort", "Forbidden", "may not be used when `type` is 'ClusterIP'")
+                )
             else:
                 errs += _validate_port_number(node_port, f"{path}.nodePort")
     if stype == "ExternalName" and not spec.get("externalName"):
@@ -390,8 +464,11 @@ def _validate_service(obj: JSON) -> list[FieldError]:
     errs += validate_labels(_as_dict(spec.get("selector")), "spec.selector")
     affinity = spec.get("sessionAffinity", "None")
     if affinity not in ("None", "ClientIP"):
-        errs.append(FieldError("spec.sessionAffinity", "NotSupported", 'supported values: "ClientIP", "None"',
-                               affinity))
+        errs.append(
+            FieldError(
+                "spec.sessionAffinity", "NotSupported", 'supported values: "ClientIP", "None"', affinity
+            )
+        )
     return errs
 
 
@@ -401,13 +478,22 @@ def _validate_data_keys(obj: JSON, fields: tuple[str, ...]) -> list[FieldError]:
     for field in fields:
         for key in _as_dict(obj.get(field)):
             if not _CONFIG_KEY.match(str(key)) or len(str(key)) > 253:
-                errs.append(FieldError(f"{field}[{key}]", "Invalid",
-                                       "a valid config key must consist of alphanumeric characters, '-', '_' "
-                                       "or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used "
-                                       "for validation is '[-._a-zA-Z0-9]+')", key))
+                errs.append(
+                    FieldError(
+                        f"{field}[{key}]",
+                        "Invalid",
+                        "a valid config key must consist of alphanumeric characters, '-', '_' "
+                        "or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used "
+                        "for validation is '[-._a-zA-Z0-9]+')",
+                        key,
+                    )
+                )
             if key in seen:
-                errs.append(FieldError(f"{field}[{key}]", "Invalid",
-                                       "duplicate of key present in another data field", key))
+                errs.append(
+                    FieldError(
+                        f"{field}[{key}]", "Invalid", "duplicate of key present in another data field", key
+                    )
+                )
             seen.add(str(key))
     size = sum(len(str(v)) for f in fields for v in _as_dict(obj.get(f)).values())
     if size > 1024 * 1024:
@@ -438,8 +524,9 @@ def _validate_hpa(obj: JSON) -> list[FieldError]:
     if not isinstance(min_r, int) or min_r < 1:
         errs.append(FieldError("spec.minReplicas", "Invalid", "must be greater than or equal to 1", min_r))
     elif isinstance(max_r, int) and min_r > max_r:
-        errs.append(FieldError("spec.maxReplicas", "Invalid", "must be greater than or equal to `minReplicas`",
-                               max_r))
+        errs.append(
+            FieldError("spec.maxReplicas", "Invalid", "must be greater than or equal to `minReplicas`", max_r)
+        )
     return errs
 
 
@@ -519,22 +606,30 @@ def _validate_pod_update(nspec: JSON, ospec: JSON) -> list[FieldError]:
     # Only images, activeDeadlineSeconds and added tolerations may change on a pod; compare the rest.
     def strip(spec: JSON) -> JSON:
         copy = dict(spec)
-        copy["containers"] = [{k: v for k, v in _as_dict(c).items() if k != "image"}
-                              for c in _as_list(spec.get("containers"))]
-        copy["initContainers"] = [{k: v for k, v in _as_dict(c).items() if k != "image"}
-                                  for c in _as_list(spec.get("initContainers"))]
+        copy["containers"] = [
+            {k: v for k, v in _as_dict(c).items() if k != "image"} for c in _as_list(spec.get("containers"))
+        ]
+        copy["initContainers"] = [
+            {k: v for k, v in _as_dict(c).items() if k != "image"}
+            for c in _as_list(spec.get("initContainers"))
+        ]
         for key in ("activeDeadlineSeconds", "tolerations", "nodeName", "terminationGracePeriodSeconds"):
             copy.pop(key, None)
         return copy
 
     errs: list[FieldError] = []
     if _changed(strip(nspec), strip(ospec)):
-        errs.append(FieldError("spec", "Forbidden",
-                               "pod updates may not change fields other than `spec.containers[*].image`, "
-                               "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
-                               "`spec.tolerations` (only additions to existing tolerations), "
-                               "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was "
-                               "previously negative)"))
+        errs.append(
+            FieldError(
+                "spec",
+                "Forbidden",
+                "pod updates may not change fields other than `spec.containers[*].image`, "
+                "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
+                "`spec.tolerations` (only additions to existing tolerations), "
+                "`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was "
+                "previously negative)",
+            )
+        )
     if ospec.get("nodeName") and _changed(nspec.get("nodeName"), ospec.get("nodeName")):
         errs.append(FieldError("spec.nodeName", "Invalid", _IMMUTABLE_MSG, nspec.get("nodeName")))
     return errs

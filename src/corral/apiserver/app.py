@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -19,9 +20,15 @@ from corral.apiserver.rest import ResourceAPI
 log = logging.getLogger(__name__)
 
 VERSION_INFO = {
-    "major": "1", "minor": "32", "gitVersion": "v1.32.0-corral", "gitCommit": "corral",
-    "gitTreeState": "clean", "buildDate": "2026-11-26T00:00:00Z", "goVersion": "go1.23.3",
-    "compiler": "gc", "platform": "linux/amd64",
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-corral",
+    "gitCommit": "corral",
+    "gitTreeState": "clean",
+    "buildDate": "2026-11-26T00:00:00Z",
+    "goVersion": "go1.23.3",
+    "compiler": "gc",
+    "platform": "linux/amd64",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -60,7 +67,7 @@ class ApiServerApp:
         self._openapi_index = orjson.dumps(openapi.index(self._openapi_docs))
 
     def build(self) -> web.Application:
-        middlewares = [safety_net]
+        middlewares: list[Any] = [safety_net]
         if self.authenticator is not None:
             middlewares.insert(0, self.authenticator.middleware())
         app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024)

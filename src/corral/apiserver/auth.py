@@ -35,10 +35,12 @@ class TokenAuthenticator:
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         @web.middleware
-        async def authenticate(request: web.Request,
-                               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-            if request.path not in ANONYMOUS_PATHS and not request.path.startswith(("/healthz/", "/livez/",
-                                                                                     "/readyz/")):
+        async def authenticate(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            if request.path not in ANONYMOUS_PATHS and not request.path.startswith(
+                ("/healthz/", "/livez/", "/readyz/")
+            ):
                 user = self.user_for(request.headers.get("Authorization"))
                 if user is None:
                     err = st.unauthorized()

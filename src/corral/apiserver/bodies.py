@@ -49,8 +49,9 @@ def _yaml_size_and_depth(root: yaml.Node) -> tuple[int, int]:
             depth = max(depth, cdepth)
         sizes[id(node)] = (size, depth + 1)
         if size > MAX_EXPANDED_NODES:
-            raise BodyError(f"YAML document expands to more than {MAX_EXPANDED_NODES} nodes "
-                            "(too many aliases?)")
+            raise BodyError(
+                f"YAML document expands to more than {MAX_EXPANDED_NODES} nodes (too many aliases?)"
+            )
         if depth + 1 > MAX_DEPTH:
             raise BodyError(f"YAML document is nested deeper than {MAX_DEPTH} levels")
     return sizes[id(root)]

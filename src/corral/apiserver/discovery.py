@@ -33,10 +33,15 @@ def _aggregated_resource(rt: ResourceType) -> JSON:
         entry["categories"] = list(rt.categories)
     if rt.subresources:
         entry["subresources"] = [
-            {"subresource": sub.name,
-             "responseKind": _gvk(sub.group if sub.group or sub.version else rt.group,
-                                  sub.version or rt.version, sub.kind or rt.kind),
-             "verbs": list(sub.verbs)}
+            {
+                "subresource": sub.name,
+                "responseKind": _gvk(
+                    sub.group if sub.group or sub.version else rt.group,
+                    sub.version or rt.version,
+                    sub.kind or rt.kind,
+                ),
+                "verbs": list(sub.verbs),
+            }
             for sub in rt.subresources
         ]
     return entry
@@ -49,23 +54,38 @@ def aggregated(core: bool, registry: Registry = REGISTRY) -> JSON:
     for group in groups:
         versions = []
         for version in group_versions(group):
-            resources = [_aggregated_resource(rt) for rt in registry.resources
-                         if rt.group == group and rt.version == version]
+            resources = [
+                _aggregated_resource(rt)
+                for rt in registry.resources
+                if rt.group == group and rt.version == version
+            ]
             versions.append({"version": version, "resources": resources, "freshness": "Current"})
         items.append({"metadata": {"name": group, "creationTimestamp": None}, "versions": versions})
-    return {"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
-            "items": items}
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    }
 
 
 def api_versions(server_address: str) -> JSON:
-    return {"kind": "APIVersions", "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    }
 
 
 def api_group(group: str) -> JSON:
     versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in group_versions(group)]
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions,
-            "preferredVersion": versions[0]}
+    return {
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": group,
+        "versions": versions,
+        "preferredVersion": versions[0],
+    }
 
 
 def api_group_list() -> JSON:
@@ -84,16 +104,26 @@ def api_resource_list(group: str, version: str, registry: Registry = REGISTRY) -
     for rt in registry.resources:
         if rt.group != group or rt.version != version:
             continue
-        entry: JSON = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced,
-                       "kind": rt.kind, "verbs": list(rt.verbs)}
+        entry: JSON = {
+            "name": rt.plural,
+            "singularName": rt.singular,
+            "namespaced": rt.namespaced,
+            "kind": rt.kind,
+            "verbs": list(rt.verbs),
+        }
         if rt.short_names:
             entry["shortNames"] = list(rt.short_names)
         if rt.categories:
             entry["categories"] = list(rt.categories)
         resources.append(entry)
         for sub in rt.subresources:
-            sub_entry: JSON = {"name": f"{rt.plural}/{sub.name}", "singularName": "", "namespaced": rt.namespaced,
-                               "kind": sub.kind or rt.kind, "verbs": list(sub.verbs)}
+            sub_entry: JSON = {
+                "name": f"{rt.plural}/{sub.name}",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": sub.kind or rt.kind,
+                "verbs": list(sub.verbs),
+            }
             if sub.group or sub.version:
                 sub_entry["group"] = sub.group
                 sub_entry["version"] = sub.version
@@ -107,10 +137,14 @@ def api_resource_list(group: str, version: str, registry: Registry = REGISTRY) -
 def wants_aggregated(accept: str) -> bool:
     """True only when the Accept header lists exactly apidiscovery v2 (kubectl <= 1.29 asks for v2beta1)."""
     for part in accept.split(","):
-        params = {p.split("=", 1)[0].strip(): p.split("=", 1)[1].strip()
-                  for p in part.split(";")[1:] if "=" in p}
-        if (params.get("g") == "apidiscovery.k8s.io" and params.get("v") == "v2"
-                and params.get("as") == "APIGroupDiscoveryList"):
+        params = {
+            p.split("=", 1)[0].strip(): p.split("=", 1)[1].strip() for p in part.split(";")[1:] if "=" in p
+        }
+        if (
+            params.get("g") == "apidiscovery.k8s.io"
+            and params.get("v") == "v2"
+            and params.get("as") == "APIGroupDiscoveryList"
+        ):
             return True
     return False
 

@@ -1,4 +1,4 @@
-"""HTTP handlers for resource paths: translate a request into a ResourceAPI call and the result into a response.
+"""HTTP handlers for resource paths: a request becomes a ResourceAPI call, its result a response.
 
 Everything protocol-specific lives here: query parameters, content negotiation (JSON, Table), body decoding,
 Warning headers, chunked watch streams. Object semantics live in ``rest.py``.
@@ -53,7 +53,12 @@ def wants_table(request: web.Request) -> tuple[bool, str]:
         segs = [s.strip() for s in part.split(";")]
         params = dict(s.split("=", 1) for s in segs[1:] if "=" in s)
         if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
-            return True, request.query.get("includeObject", "Metadata")
+            include = request.query.get("includeObject") or "Metadata"
+            if include not in ("None", "Metadata", "Object"):
+                raise st.bad_request(
+                    f'includeObject "{include}" is invalid: must be None, Metadata or Object'
+                )
+            return True, include
         if segs[0] in ("application/json", "*/*", "application/*"):
             return False, ""
     return False, ""
@@ -80,10 +85,15 @@ def write_options(request: web.Request) -> WriteOptions:
             raise st.bad_request(f'Invalid dryRun value {value!r}: supported values: "All"')
     validation = request.query.get("fieldValidation", "Warn") or "Warn"
     if validation not in ("Strict", "Warn", "Ignore"):
-        raise st.bad_request(f'fieldValidation {validation!r} is invalid: supported values: "Ignore", "Warn", '
-                             '"Strict"')
-    return WriteOptions(dry_run=bool(dry_run), field_validation=validation,
-                        field_manager=request.query.get("fieldManager", ""), force=_bool(request.query.get("force")))
+        raise st.bad_request(
+            f'fieldValidation {validation!r} is invalid: supported values: "Ignore", "Warn", "Strict"'
+        )
+    return WriteOptions(
+        dry_run=bool(dry_run),
+        field_validation=validation,
+        field_manager=request.query.get("fieldManager", ""),
+        force=_bool(request.query.get("force")),
+    )
 
 
 def body_content_type(request: web.Request) -> str:
@@ -127,8 +137,10 @@ class ResourceHandlers:
         self.api = api
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        return [web.route("*", "/api/v1/{tail:.+}", self.dispatch),
-                web.route("*", "/apis/{group}/{version}/{tail:.+}", self.dispatch)]
+        return [
+            web.route("*", "/api/v1/{tail:.+}", self.dispatch),
+            web.route("*", "/apis/{group}/{version}/{tail:.+}", self.dispatch),
+        ]
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -143,9 +155,12 @@ class ResourceHandlers:
     async def _dispatch(self, request: web.Request, t: Target) -> web.StreamResponse:
         method = request.method
         if t.subresource in ("log", "exec", "portforward", "attach", "eviction", "binding"):
-            raise st.ApiError(405, "MethodNotAllowed",
-                              f"the server does not allow this method on the requested resource: {t.subresource} "
-                              "is not served yet")
+            raise st.ApiError(
+                405,
+                "MethodNotAllowed",
+                f"the server does not allow this method on the requested resource: {t.subresource} "
+                "is not served yet",
+            )
         if t.subresource == "scale":
             return await self._scale(request, t)
         if t.name is None:
@@ -164,8 +179,9 @@ class ResourceHandlers:
                 return self._object_response(request, t.rt, obj)
         if method == "PUT":
             body = await read_body(request, BODY_TYPES)
-            result = await self.api.update(t.rt, t.namespace, t.name, body, write_options(request),
-                                           t.subresource)
+            result = await self.api.update(
+                t.rt, t.namespace, t.name, body, write_options(request), t.subresource
+            )
             return self._write_response(request, t.rt, result)
         if method == "PATCH":
             patch_type = body_content_type(request)
@@ -177,13 +193,15 @@ class ResourceHandlers:
                 raise st.unsupported_media_type(patch_type, list(PATCH_TYPES))
             opts = write_options(request)
             if patch_type == PATCH_APPLY and not opts.field_manager:
-                raise st.bad_request("PATCH with apply-patch+yaml requires a fieldManager query parameter "
-                                     "(fieldManager is required for apply requests)")
+                raise st.bad_request(
+                    "PATCH with apply-patch+yaml requires a fieldManager query parameter "
+                    "(fieldManager is required for apply requests)"
+                )
             result = await self.api.patch(t.rt, t.namespace, t.name, patch_type, body, opts, t.subresource)
             return self._write_response(request, t.rt, result)
         if method == "DELETE" and t.subresource is None:
-            opts = await self._delete_options(request)
-            obj, finished = await self.api.delete(t.rt, t.namespace, t.name, opts)
+            delete_opts = await self._delete_options(request)
+            obj, finished = await self.api.delete(t.rt, t.namespace, t.name, delete_opts)
             if finished and not t.rt.returns_deleted_object:
                 meta = obj.get("metadata") or {}
                 return json_response(st.success_status(t.rt, t.name, str(meta.get("uid", ""))))
@@ -192,13 +210,23 @@ class ResourceHandlers:
 
     # ------------------------------------------------------------------ reads
 
-    def _object_response(self, request: web.Request, rt: ResourceType, obj: JSON,
-                         status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    def _object_response(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        obj: JSON,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
         table, include = wants_table(request)
         if table:
-            body = printing.to_table(rt.kind, [obj], self.api.clock.now(),
-                                     list_resource_version=str(obj["metadata"].get("resourceVersion", "")),
-                                     include_object=include)
+            body = printing.to_table(
+                rt.kind,
+                [obj],
+                self.api.clock.now(),
+                list_resource_version=str(obj["metadata"].get("resourceVersion", "")),
+                include_object=include,
+            )
             return json_response(body, status, headers)
         return json_response(obj, status, headers)
 
@@ -206,28 +234,48 @@ class ResourceHandlers:
         limit = _int(request, "limit")
         if limit < 0:
             raise st.bad_request("limit must be non-negative")
-        result = await self.api.list(t.rt, t.namespace, label_selector=request.query.get("labelSelector"),
-                                     field_selector=request.query.get("fieldSelector"), limit=limit,
-                                     continue_token=request.query.get("continue") or None)
+        result = await self.api.list(
+            t.rt,
+            t.namespace,
+            label_selector=request.query.get("labelSelector"),
+            field_selector=request.query.get("fieldSelector"),
+            limit=limit,
+            continue_token=request.query.get("continue") or None,
+        )
         table, include = wants_table(request)
         if table:
-            body = printing.to_table(t.rt.kind, result.items, self.api.clock.now(),
-                                     list_resource_version=result.resource_version,
-                                     continue_token=result.continue_token, include_object=include)
+            body = printing.to_table(
+                t.rt.kind,
+                result.items,
+                self.api.clock.now(),
+                list_resource_version=result.resource_version,
+                continue_token=result.continue_token,
+                include_object=include,
+            )
             return json_response(body)
         meta: JSON = {"resourceVersion": result.resource_version}
         if result.continue_token:
             meta["continue"] = result.continue_token
             meta["remainingItemCount"] = result.remaining
-        payload = (b'{"kind":"' + t.rt.list_kind.encode() + b'","apiVersion":"' + t.rt.api_version.encode()
-                   + b'","metadata":' + orjson.dumps(meta) + b',"items":' + orjson.dumps(result.items) + b"}")
+        payload = (
+            b'{"kind":"'
+            + t.rt.list_kind.encode()
+            + b'","apiVersion":"'
+            + t.rt.api_version.encode()
+            + b'","metadata":'
+            + orjson.dumps(meta)
+            + b',"items":'
+            + orjson.dumps(result.items)
+            + b"}"
+        )
         return web.Response(body=payload, content_type=JSON_CT)
 
     # ------------------------------------------------------------------ writes
 
     def _write_response(self, request: web.Request, rt: ResourceType, result: WriteResult) -> web.Response:
-        return self._object_response(request, rt, result.obj, 201 if result.created else 200,
-                                     _warning_headers(result.warnings))
+        return self._object_response(
+            request, rt, result.obj, 201 if result.created else 200, _warning_headers(result.warnings)
+        )
 
     async def _create(self, request: web.Request, t: Target) -> web.Response:
         body = await read_body(request, BODY_TYPES)
@@ -255,17 +303,31 @@ class ResourceHandlers:
         dry = body.get("dryRun") or request.query.getall("dryRun", [])
         if body.get("orphanDependents") is True:
             policy = "Orphan"
-        return DeleteOptions(propagation_policy=str(policy), grace_period_seconds=grace,
-                             precondition_uid=pre.get("uid"), precondition_rv=pre.get("resourceVersion"),
-                             dry_run=bool(dry))
+        return DeleteOptions(
+            propagation_policy=str(policy),
+            grace_period_seconds=grace,
+            precondition_uid=pre.get("uid"),
+            precondition_rv=pre.get("resourceVersion"),
+            dry_run=bool(dry),
+        )
 
     async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
         opts = await self._delete_options(request)
         deleted = await self.api.delete_collection(
-            t.rt, t.namespace, label_selector=request.query.get("labelSelector"),
-            field_selector=request.query.get("fieldSelector"), opts=opts)
-        return json_response({"kind": t.rt.list_kind, "apiVersion": t.rt.api_version,
-                              "metadata": {"resourceVersion": str(self.api.store.revision)}, "items": deleted})
+            t.rt,
+            t.namespace,
+            label_selector=request.query.get("labelSelector"),
+            field_selector=request.query.get("fieldSelector"),
+            opts=opts,
+        )
+        return json_response(
+            {
+                "kind": t.rt.list_kind,
+                "apiVersion": t.rt.api_version,
+                "metadata": {"resourceVersion": str(self.api.store.revision)},
+                "items": deleted,
+            }
+        )
 
     # ------------------------------------------------------------------ scale
 
@@ -275,8 +337,9 @@ class ResourceHandlers:
             return json_response(await self.api.get_scale(t.rt, t.namespace, t.name))
         if request.method == "PUT":
             body = await read_body(request, BODY_TYPES)
-            scale = await self.api.update_scale(t.rt, t.namespace, t.name, lambda _old: body,
-                                                write_options(request))
+            scale = await self.api.update_scale(
+                t.rt, t.namespace, t.name, lambda _old: body, write_options(request)
+            )
             return json_response(scale)
         if request.method == "PATCH":
             patch_type = body_content_type(request)
@@ -295,8 +358,9 @@ class ResourceHandlers:
                     raise st.ApiError(422, "Invalid", str(exc)) from exc
                 raise st.bad_request("the patch must be a JSON object")
 
-            return json_response(await self.api.update_scale(t.rt, t.namespace, t.name, change,
-                                                             write_options(request)))
+            return json_response(
+                await self.api.update_scale(t.rt, t.namespace, t.name, change, write_options(request))
+            )
         raise st.method_not_allowed()
 
     # ------------------------------------------------------------------ watch
@@ -307,17 +371,21 @@ class ResourceHandlers:
         table, include = wants_table(request)
         expired: st.ApiError | None = None
         try:
-            events = await self.api.watch(t.rt, t.namespace,
-                                          resource_version=request.query.get("resourceVersion"),
-                                          label_selector=request.query.get("labelSelector"),
-                                          field_selector=request.query.get("fieldSelector"))
+            events = await self.api.watch(
+                t.rt,
+                t.namespace,
+                resource_version=request.query.get("resourceVersion"),
+                label_selector=request.query.get("labelSelector"),
+                field_selector=request.query.get("fieldSelector"),
+            )
         except st.ApiError as err:
             if err.code != 410:
                 raise
             # Like the real apiserver: a too-old resourceVersion is an ERROR event in a 200 stream.
             expired = err
-        response = web.StreamResponse(status=200, headers={"Content-Type": JSON_CT,
-                                                           "Cache-Control": "no-cache, private"})
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": JSON_CT, "Cache-Control": "no-cache, private"}
+        )
         response.enable_chunked_encoding()
         await response.prepare(request)
         deadline = asyncio.get_running_loop().time() + timeout if timeout > 0 else None
@@ -332,8 +400,15 @@ class ResourceHandlers:
             await response.write_eof()
         return response
 
-    async def _watch_lines(self, rt: ResourceType, events: AsyncIterator[WatchEvent], table: bool, include: str,
-                           bookmarks: bool, deadline: float | None) -> AsyncIterator[bytes]:
+    async def _watch_lines(
+        self,
+        rt: ResourceType,
+        events: AsyncIterator[WatchEvent],
+        table: bool,
+        include: str,
+        bookmarks: bool,
+        deadline: float | None,
+    ) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         iterator = events.__aiter__()
         last_rv = str(self.api.store.revision)
@@ -351,14 +426,24 @@ class ResourceHandlers:
                 except TimeoutError:
                     if bookmarks and (deadline is None or loop.time() < deadline):
                         last_rv = str(self.api.store.revision)
-                        yield _event_line("BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version,
-                                                       "metadata": {"resourceVersion": last_rv}})
+                        yield _event_line(
+                            "BOOKMARK",
+                            {
+                                "kind": rt.kind,
+                                "apiVersion": rt.api_version,
+                                "metadata": {"resourceVersion": last_rv},
+                            },
+                        )
                     continue
                 obj = event.obj
                 if table:
-                    obj = printing.to_table(rt.kind, [obj], self.api.clock.now(),
-                                            list_resource_version=str(obj["metadata"].get("resourceVersion", "")),
-                                            include_object=include)
+                    obj = printing.to_table(
+                        rt.kind,
+                        [obj],
+                        self.api.clock.now(),
+                        list_resource_version=str(obj["metadata"].get("resourceVersion", "")),
+                        include_object=include,
+                    )
                 yield _event_line(event.type, obj)
         except st.ApiError as err:
             yield _event_line("ERROR", err.status())

@@ -22,9 +22,15 @@ _PARAMS = [
     {"name": "dryRun", "in": "query", "schema": {"type": "string"}},
     {"name": "force", "in": "query", "schema": {"type": "boolean"}},
 ]
-_PATCH_BODIES = {ct: {"schema": {"type": "object"}} for ct in (
-    "application/strategic-merge-patch+json", "application/merge-patch+json",
-    "application/json-patch+json", "application/apply-patch+yaml")}
+_PATCH_BODIES = {
+    ct: {"schema": {"type": "object"}}
+    for ct in (
+        "application/strategic-merge-patch+json",
+        "application/merge-patch+json",
+        "application/json-patch+json",
+        "application/apply-patch+yaml",
+    )
+}
 
 
 def gv_path(group: str, version: str) -> str:
@@ -44,22 +50,29 @@ def group_version_document(group: str, version: str, registry: Registry = REGIST
         if rt.group != group or rt.version != version:
             continue
         gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
-        paths[_item_path(rt)] = {"patch": {
-            "x-kubernetes-group-version-kind": gvk,
-            "x-kubernetes-action": "patch",
-            "parameters": _PARAMS,
-            "requestBody": {"content": _PATCH_BODIES},
-            "responses": {"200": {"description": "OK"}},
-        }, "put": {
-            "x-kubernetes-group-version-kind": gvk,
-            "x-kubernetes-action": "put",
-            "parameters": _PARAMS[:3],
-            "responses": {"200": {"description": "OK"}},
-        }}
+        paths[_item_path(rt)] = {
+            "patch": {
+                "x-kubernetes-group-version-kind": gvk,
+                "x-kubernetes-action": "patch",
+                "parameters": _PARAMS,
+                "requestBody": {"content": _PATCH_BODIES},
+                "responses": {"200": {"description": "OK"}},
+            },
+            "put": {
+                "x-kubernetes-group-version-kind": gvk,
+                "x-kubernetes-action": "put",
+                "parameters": _PARAMS[:3],
+                "responses": {"200": {"description": "OK"}},
+            },
+        }
     if not paths:
         return None
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
-            "components": {"schemas": {}}, "paths": paths}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "components": {"schemas": {}},
+        "paths": paths,
+    }
 
 
 def documents(registry: Registry = REGISTRY) -> dict[str, bytes]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import copy
 import ipaddress
 from collections.abc import AsyncIterator, Callable
@@ -100,14 +101,18 @@ class WatchEvent:
     obj: JSON
 
 
-def parse_selectors(rt: ResourceType, label_selector: str | None,
-                    field_selector: str | None) -> tuple[LabelSelector, FieldSelector]:
+def parse_selectors(
+    rt: ResourceType, label_selector: str | None, field_selector: str | None
+) -> tuple[LabelSelector, FieldSelector]:
     allowed = {"metadata.name", "metadata.namespace", *rt.field_selectors}
     try:
         return parse_label_selector(label_selector), parse_field_selector(field_selector, allowed)
     except SelectorError as exc:
-        raise st.bad_request(f"unable to parse requirement: {exc}" if "label" in str(exc).lower()
-                             and field_selector is None else str(exc)) from exc
+        raise st.bad_request(
+            f"unable to parse requirement: {exc}"
+            if "label" in str(exc).lower() and field_selector is None
+            else str(exc)
+        ) from exc
 
 
 def _matches(obj: JSON, labels: LabelSelector, fields: FieldSelector) -> bool:
@@ -132,8 +137,9 @@ def _decode_continue(token: str) -> tuple[str, str]:
         data = orjson.loads(base64.urlsafe_b64decode(token.encode()))
         return str(data["rv"]), str(data["start"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise st.bad_request("continue key is not valid: incorrect encoded start resourceVersion "
-                             "(version meta.k8s.io/v1)") from exc
+        raise st.bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        ) from exc
 
 
 class ResourceAPI:
@@ -154,9 +160,16 @@ class ResourceAPI:
             raise st.not_found(rt, name) from exc
         return from_storage(rt.api_version, rt.kind, obj)
 
-    async def list(self, rt: ResourceType, namespace: str | None, *, label_selector: str | None = None,
-                   field_selector: str | None = None, limit: int = 0,
-                   continue_token: str | None = None) -> ListResult:
+    async def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 0,
+        continue_token: str | None = None,
+    ) -> ListResult:
         labels, fields = parse_selectors(rt, label_selector, field_selector)
         start = ""
         token_rv = None
@@ -178,7 +191,7 @@ class ResourceAPI:
         else:
             listed = await self.store.list(prefix)
             result_items, revision = listed.items, listed.revision
-        items: list[JSON] = []
+        items: builtins.list[JSON] = []
         next_token = None
         remaining = 0
         for obj in result_items:
@@ -200,24 +213,38 @@ class ResourceAPI:
 
     # ------------------------------------------------------------------ decode checks
 
-    def _decode(self, rt: ResourceType, body: Any, opts: WriteOptions, *, check_type: bool = True,
-                subresource: str | None = None) -> tuple[JSON, list[str]]:
+    def _decode(
+        self,
+        rt: ResourceType,
+        body: Any,
+        opts: WriteOptions,
+        *,
+        check_type: bool = True,
+        subresource: str | None = None,
+    ) -> tuple[JSON, builtins.list[str]]:
         """Checks every incoming object gets: shape, kind/apiVersion, unknown fields, structural schema."""
         if not isinstance(body, dict):
-            raise st.bad_request(f"the body of the request was not a valid {rt.kind} object: expected a JSON "
-                                 f"object, got {type(body).__name__}")
+            raise st.bad_request(
+                f"the body of the request was not a valid {rt.kind} object: expected a JSON "
+                f"object, got {type(body).__name__}"
+            )
         kind, api_version = body.get("kind"), body.get("apiVersion")
         if check_type:
             if kind not in (None, "", rt.kind):
-                raise st.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-                                     f"kind in the data ({kind}) does not match the expected kind ({rt.kind})")
+                raise st.bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+                    f"kind in the data ({kind}) does not match the expected kind ({rt.kind})"
+                )
             if api_version not in (None, "", rt.api_version):
-                raise st.bad_request(f"the API version in the data ({api_version}) does not match the expected "
-                                     f"API version ({rt.api_version})")
-        warnings: list[str] = []
+                raise st.bad_request(
+                    f"the API version in the data ({api_version}) does not match the expected "
+                    f"API version ({rt.api_version})"
+                )
+        warnings: builtins.list[str] = []
         if opts.field_validation not in ("Strict", "Warn", "Ignore", ""):
-            raise st.bad_request(f"fieldValidation {opts.field_validation!r} is invalid: must be one of "
-                                 "Ignore, Warn or Strict")
+            raise st.bad_request(
+                f"fieldValidation {opts.field_validation!r} is invalid: must be one of Ignore, Warn or Strict"
+            )
         # prune_unknown returns a fresh copy, so the caller's body is never changed.
         obj, unknown = schema.prune_unknown(rt.definition, body)
         if unknown:
@@ -230,8 +257,9 @@ class ResourceAPI:
         violations = schema.validate(rt.definition, obj, strict=False)
         if violations:
             detail = "; ".join(f"{v.path or '<root>'}: {v.message}" for v in violations[:5])
-            raise st.bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-                                 f"{detail}")
+            raise st.bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: {detail}'
+            )
         return obj, warnings
 
     async def _check_namespace(self, rt: ResourceType, namespace: str | None, creating: bool) -> None:
@@ -246,26 +274,34 @@ class ResourceAPI:
         except NotFound as exc:
             raise st.namespace_not_found(namespace) from exc
         if creating and (ns.get("metadata") or {}).get("deletionTimestamp"):
-            raise st.ApiError(403, "Forbidden", f"{rt.group_resource} \"\" is forbidden: unable to create new "
-                              f"content in namespace {namespace} because it is being terminated",
-                              "", rt.group, rt.plural)
+            raise st.ApiError(
+                403,
+                "Forbidden",
+                f'{rt.group_resource} "" is forbidden: unable to create new '
+                f"content in namespace {namespace} because it is being terminated",
+                "",
+                rt.group,
+                rt.plural,
+            )
 
-    def _invalid(self, rt: ResourceType, obj: JSON, errors: list[st.FieldError]) -> st.ApiError:
+    def _invalid(self, rt: ResourceType, obj: JSON, errors: builtins.list[st.FieldError]) -> st.ApiError:
         name = (obj.get("metadata") or {}).get("name") or (obj.get("metadata") or {}).get("generateName", "")
         return st.invalid(rt.kind, rt.group, str(name), errors)
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, rt: ResourceType, namespace: str | None, body: Any,
-                     opts: WriteOptions = WriteOptions()) -> WriteResult:
+    async def create(
+        self, rt: ResourceType, namespace: str | None, body: Any, opts: WriteOptions = WriteOptions()
+    ) -> WriteResult:
         obj, warnings = self._decode(rt, body, opts)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise st.bad_request("metadata must be an object")
         if rt.namespaced:
             if meta.get("namespace") and namespace and meta["namespace"] != namespace:
-                raise st.bad_request("the namespace of the provided object does not match the namespace sent on "
-                                     "the request")
+                raise st.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
@@ -322,7 +358,7 @@ class ResourceAPI:
     # ------------------------------------------------------------------ service address allocation
 
     async def _allocate_service(self, obj: JSON, old: JSON | None, dry_run: bool) -> None:
-        """Give a Service its ClusterIP (from the loopback range) and node ports; the caller holds the lock."""
+        """Give a Service its ClusterIP (loopback range) and node ports; the caller holds the lock."""
         spec = obj.get("spec") or {}
         if spec.get("type") == "ExternalName":
             spec.pop("clusterIP", None)
@@ -353,18 +389,49 @@ class ResourceAPI:
             try:
                 address = ipaddress.ip_address(wanted)
             except ValueError as exc:
-                raise st.invalid("Service", "", me[1] or "", [st.FieldError(
-                    "spec.clusterIP", "Invalid", "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
-                    wanted)]) from exc
+                raise st.invalid(
+                    "Service",
+                    "",
+                    me[1] or "",
+                    [
+                        st.FieldError(
+                            "spec.clusterIP",
+                            "Invalid",
+                            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                            wanted,
+                        )
+                    ],
+                ) from exc
             if address not in SERVICE_CIDR:
-                raise st.invalid("Service", "", me[1] or "", [st.FieldError(
-                    "spec.clusterIPs", "Invalid",
-                    f"failed to allocate IP {wanted}: the provided IP ({wanted}) is not in the valid range. "
-                    f"The range of valid IPs is {SERVICE_CIDR}", [wanted])])
+                raise st.invalid(
+                    "Service",
+                    "",
+                    me[1] or "",
+                    [
+                        st.FieldError(
+                            "spec.clusterIPs",
+                            "Invalid",
+                            f"failed to allocate IP {wanted}: the provided IP ({wanted}) is not in the valid "
+                            "range. "
+                            f"The range of valid IPs is {SERVICE_CIDR}",
+                            [wanted],
+                        )
+                    ],
+                )
             if wanted in used_ips:
-                raise st.invalid("Service", "", me[1] or "", [st.FieldError(
-                    "spec.clusterIPs", "Invalid",
-                    f"failed to allocate IP {wanted}: provided IP is already allocated", [wanted])])
+                raise st.invalid(
+                    "Service",
+                    "",
+                    me[1] or "",
+                    [
+                        st.FieldError(
+                            "spec.clusterIPs",
+                            "Invalid",
+                            f"failed to allocate IP {wanted}: provided IP is already allocated",
+                            [wanted],
+                        )
+                    ],
+                )
             spec["clusterIPs"] = [wanted]
         else:
             for host in SERVICE_CIDR.hosts():
@@ -374,17 +441,32 @@ class ResourceAPI:
                 spec["clusterIPs"] = [str(host)]
                 break
             else:
-                raise st.ApiError(500, "InternalError", "Internal error occurred: failed to allocate a serviceIP: "
-                                  "range is full")
+                raise st.ApiError(
+                    500,
+                    "InternalError",
+                    "Internal error occurred: failed to allocate a serviceIP: range is full",
+                )
         if spec.get("type") in ("NodePort", "LoadBalancer"):
-            old_ports = {(p.get("port"), p.get("protocol")): p.get("nodePort")
-                         for p in ((old or {}).get("spec") or {}).get("ports") or []}
+            old_ports = {
+                (p.get("port"), p.get("protocol")): p.get("nodePort")
+                for p in ((old or {}).get("spec") or {}).get("ports") or []
+            }
             for i, port in enumerate(spec.get("ports") or []):
                 if port.get("nodePort"):
                     if int(port["nodePort"]) in used_ports:
-                        raise st.invalid("Service", "", me[1] or "", [st.FieldError(
-                            f"spec.ports[{i}].nodePort", "Invalid", "provided port is already allocated",
-                            port["nodePort"])])
+                        raise st.invalid(
+                            "Service",
+                            "",
+                            me[1] or "",
+                            [
+                                st.FieldError(
+                                    f"spec.ports[{i}].nodePort",
+                                    "Invalid",
+                                    "provided port is already allocated",
+                                    port["nodePort"],
+                                )
+                            ],
+                        )
                     used_ports.add(int(port["nodePort"]))
                     continue
                 previous = old_ports.get((port.get("port"), port.get("protocol")))
@@ -399,16 +481,25 @@ class ResourceAPI:
 
     # ------------------------------------------------------------------ update
 
-    async def update(self, rt: ResourceType, namespace: str | None, name: str, body: Any,
-                     opts: WriteOptions = WriteOptions(), subresource: str | None = None) -> WriteResult:
+    async def update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        opts: WriteOptions = WriteOptions(),
+        subresource: str | None = None,
+    ) -> WriteResult:
         obj, warnings = self._decode(rt, body, opts)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
-            raise st.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL "
-                                 f"({name})")
+            raise st.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
+            )
         if rt.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
-            raise st.bad_request("the namespace of the provided object does not match the namespace sent on the "
-                                 "request")
+            raise st.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
         meta["name"] = name
         if rt.namespaced:
             meta["namespace"] = namespace
@@ -426,14 +517,23 @@ class ResourceAPI:
                     raise st.conflict(rt, name)
             except ValueError as exc:
                 raise st.bad_request(f"invalid resourceVersion {expected!r}") from exc
-        result = await self._write_update(rt, namespace, name, obj, current, opts, subresource,
-                                          expected_rv=_rv(current))
+        result = await self._write_update(
+            rt, namespace, name, obj, current, opts, subresource, expected_rv=_rv(current)
+        )
         result.warnings[:0] = warnings
         return result
 
-    async def _write_update(self, rt: ResourceType, namespace: str | None, name: str, obj: JSON,
-                            current: JSON, opts: WriteOptions, subresource: str | None,
-                            expected_rv: int) -> WriteResult:
+    async def _write_update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        obj: JSON,
+        current: JSON,
+        opts: WriteOptions,
+        subresource: str | None,
+        expected_rv: int,
+    ) -> WriteResult:
         """Strategy, defaults, validation and the CAS write of a new version of ``current``."""
         new = to_storage(rt.api_version, rt.kind, obj, current)
         new = prepare_for_update(rt, new, current, subresource)
@@ -448,8 +548,16 @@ class ResourceAPI:
                 return await self._commit_update(rt, namespace, name, new, current, opts, expected_rv)
         return await self._commit_update(rt, namespace, name, new, current, opts, expected_rv)
 
-    async def _commit_update(self, rt: ResourceType, namespace: str | None, name: str, new: JSON,
-                             current: JSON, opts: WriteOptions, expected_rv: int) -> WriteResult:
+    async def _commit_update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        new: JSON,
+        current: JSON,
+        opts: WriteOptions,
+        expected_rv: int,
+    ) -> WriteResult:
         key = rt.key(namespace, name)
         if _same_content(new, current):
             # A no-op write does not take a revision, as upstream skips unchanged updates.
@@ -477,8 +585,16 @@ class ResourceAPI:
 
     # ------------------------------------------------------------------ patch
 
-    async def patch(self, rt: ResourceType, namespace: str | None, name: str, patch_type: str, body: Any,
-                    opts: WriteOptions = WriteOptions(), subresource: str | None = None) -> WriteResult:
+    async def patch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        body: Any,
+        opts: WriteOptions = WriteOptions(),
+        subresource: str | None = None,
+    ) -> WriteResult:
         if patch_type not in PATCH_TYPES:
             raise st.unsupported_media_type(patch_type, list(PATCH_TYPES))
         for _ in range(_MAX_CAS_RETRIES):
@@ -495,17 +611,27 @@ class ResourceAPI:
             pmeta = patched.get("metadata")
             if isinstance(pmeta, dict):
                 if pmeta.get("name") not in (None, name):
-                    raise st.bad_request(f"the name of the object ({pmeta.get('name')}) does not match the name "
-                                         f"on the URL ({name})")
-                # A patch may pin a resourceVersion (optimistic concurrency); otherwise it applies to the latest.
+                    raise st.bad_request(
+                        f"the name of the object ({pmeta.get('name')}) does not match the name "
+                        f"on the URL ({name})"
+                    )
+                # A patch may pin a resourceVersion (optimistic concurrency); else it applies to the latest.
                 patch_rv = _patch_resource_version(body) if patch_type != PATCH_JSON else None
                 if patch_rv and patch_rv != str(_rv(current_stored)):
                     raise st.conflict(rt, name)
             obj, warnings = self._decode(rt, patched, opts)
             obj.setdefault("metadata", {})["name"] = name
             try:
-                result = await self._write_update(rt, namespace, name, obj, current_stored, opts, subresource,
-                                                  expected_rv=_rv(current_stored))
+                result = await self._write_update(
+                    rt,
+                    namespace,
+                    name,
+                    obj,
+                    current_stored,
+                    opts,
+                    subresource,
+                    expected_rv=_rv(current_stored),
+                )
             except st.ApiError as exc:
                 if exc.reason == "Conflict" and not _patch_resource_version(body):
                     continue
@@ -536,18 +662,22 @@ class ResourceAPI:
 
     def _check_apply_body(self, rt: ResourceType, body: JSON) -> None:
         if body.get("apiVersion") != rt.api_version or body.get("kind") != rt.kind:
-            raise st.bad_request(f"apply patches must specify apiVersion {rt.api_version!r} and kind "
-                                 f"{rt.kind!r} (got {body.get('apiVersion')!r}, {body.get('kind')!r})")
+            raise st.bad_request(
+                f"apply patches must specify apiVersion {rt.api_version!r} and kind "
+                f"{rt.kind!r} (got {body.get('apiVersion')!r}, {body.get('kind')!r})"
+            )
 
-    async def _apply_create(self, rt: ResourceType, namespace: str | None, name: str, body: Any,
-                            opts: WriteOptions) -> WriteResult:
+    async def _apply_create(
+        self, rt: ResourceType, namespace: str | None, name: str, body: Any, opts: WriteOptions
+    ) -> WriteResult:
         if not isinstance(body, dict):
             raise st.bad_request("apply patch must be a JSON or YAML object")
         self._check_apply_body(rt, body)
         meta = body.get("metadata") or {}
         if meta.get("name") not in (None, name):
-            raise st.bad_request(f"the name of the object ({meta.get('name')}) does not match the name on the URL "
-                                 f"({name})")
+            raise st.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
         obj = copy.deepcopy(body)
         obj.setdefault("metadata", {})["name"] = name
         return await self.create(rt, namespace, obj, opts)
@@ -557,8 +687,14 @@ class ResourceAPI:
     async def get_scale(self, rt: ResourceType, namespace: str | None, name: str) -> JSON:
         return _to_scale(await self.get(rt, namespace, name))
 
-    async def update_scale(self, rt: ResourceType, namespace: str | None, name: str,
-                           change: Callable[[JSON], Any], opts: WriteOptions = WriteOptions()) -> JSON:
+    async def update_scale(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        change: Callable[[JSON], Any],
+        opts: WriteOptions = WriteOptions(),
+    ) -> JSON:
         """Read-modify-write of ``spec.replicas`` through a Scale object; ``change`` maps old Scale to new."""
         for _ in range(_MAX_CAS_RETRIES):
             current = await self.get(rt, namespace, name)
@@ -567,17 +703,36 @@ class ResourceAPI:
             if not isinstance(wanted, dict):
                 raise st.bad_request("the body of a scale update must be a Scale object")
             wmeta = wanted.get("metadata") or {}
-            if wmeta.get("resourceVersion") and wmeta["resourceVersion"] != current["metadata"]["resourceVersion"]:
+            if (
+                wmeta.get("resourceVersion")
+                and wmeta["resourceVersion"] != current["metadata"]["resourceVersion"]
+            ):
                 raise st.conflict(REGISTRY.by_path(rt.group, rt.version, rt.plural) or rt, name)
             replicas = (wanted.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-                raise st.invalid("Scale", "autoscaling", name, [st.FieldError(
-                    "spec.replicas", "Invalid", "must be greater than or equal to 0", replicas)])
+                raise st.invalid(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    [
+                        st.FieldError(
+                            "spec.replicas", "Invalid", "must be greater than or equal to 0", replicas
+                        )
+                    ],
+                )
             updated = copy.deepcopy(current)
             updated["spec"]["replicas"] = replicas
             try:
-                result = await self._write_update(rt, namespace, name, updated, await self.store.get(
-                    rt.key(namespace, name)), opts, None, expected_rv=_rv(current))
+                result = await self._write_update(
+                    rt,
+                    namespace,
+                    name,
+                    updated,
+                    await self.store.get(rt.key(namespace, name)),
+                    opts,
+                    None,
+                    expected_rv=_rv(current),
+                )
             except st.ApiError as exc:
                 if exc.reason == "Conflict" and not wmeta.get("resourceVersion"):
                     continue
@@ -587,13 +742,24 @@ class ResourceAPI:
 
     # ------------------------------------------------------------------ delete
 
-    async def delete(self, rt: ResourceType, namespace: str | None, name: str,
-                     opts: DeleteOptions = DeleteOptions()) -> tuple[JSON, bool]:
+    async def delete(
+        self, rt: ResourceType, namespace: str | None, name: str, opts: DeleteOptions = DeleteOptions()
+    ) -> tuple[JSON, bool]:
         """Delete or start deleting. Returns (object, finished): finished False means finalizers remain."""
         if opts.propagation_policy not in ("Background", "Foreground", "Orphan", ""):
-            raise st.invalid("DeleteOptions", "", "", [st.FieldError(
-                "propagationPolicy", "NotSupported", 'supported values: "Foreground", "Background", "Orphan", nil',
-                opts.propagation_policy)])
+            raise st.invalid(
+                "DeleteOptions",
+                "",
+                "",
+                [
+                    st.FieldError(
+                        "propagationPolicy",
+                        "NotSupported",
+                        'supported values: "Foreground", "Background", "Orphan", nil',
+                        opts.propagation_policy,
+                    )
+                ],
+            )
         key = rt.key(namespace, name)
         for _ in range(_MAX_CAS_RETRIES):
             try:
@@ -602,12 +768,20 @@ class ResourceAPI:
                 raise st.not_found(rt, name) from exc
             meta = current.get("metadata") or {}
             if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
-                raise st.conflict(rt, name, f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
-                                  f"UID in object meta: {meta.get('uid')}")
+                raise st.conflict(
+                    rt,
+                    name,
+                    f"Precondition failed: UID in precondition: {opts.precondition_uid}, "
+                    f"UID in object meta: {meta.get('uid')}",
+                )
             if opts.precondition_rv and opts.precondition_rv != meta.get("resourceVersion"):
-                raise st.conflict(rt, name, f"Precondition failed: ResourceVersion in precondition: "
-                                  f"{opts.precondition_rv}, ResourceVersion in object meta: "
-                                  f"{meta.get('resourceVersion')}")
+                raise st.conflict(
+                    rt,
+                    name,
+                    f"Precondition failed: ResourceVersion in precondition: "
+                    f"{opts.precondition_rv}, ResourceVersion in object meta: "
+                    f"{meta.get('resourceVersion')}",
+                )
             if opts.dry_run:
                 return from_storage(rt.api_version, rt.kind, current), True
             if meta.get("deletionTimestamp"):
@@ -675,10 +849,17 @@ class ResourceAPI:
         except (Conflict, NotFound):
             return None
 
-    async def delete_collection(self, rt: ResourceType, namespace: str | None, *, label_selector: str | None,
-                                field_selector: str | None, opts: DeleteOptions = DeleteOptions()) -> list[JSON]:
+    async def delete_collection(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        label_selector: str | None,
+        field_selector: str | None,
+        opts: DeleteOptions = DeleteOptions(),
+    ) -> builtins.list[JSON]:
         listed = await self.list(rt, namespace, label_selector=label_selector, field_selector=field_selector)
-        deleted: list[JSON] = []
+        deleted: builtins.list[JSON] = []
         for obj in listed.items:
             meta = obj["metadata"]
             try:
@@ -692,14 +873,23 @@ class ResourceAPI:
 
     # ------------------------------------------------------------------ watch
 
-    async def watch(self, rt: ResourceType, namespace: str | None, *, resource_version: str | None,
-                    label_selector: str | None = None, field_selector: str | None = None,
-                    send_initial: bool | None = None) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        resource_version: str | None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        send_initial: bool | None = None,
+    ) -> AsyncIterator[WatchEvent]:
         """Events as Kubernetes watch semantics define them; the caller bounds the duration."""
         labels, fields = parse_selectors(rt, label_selector, field_selector)
-        initial: list[JSON] = []
+        initial: builtins.list[JSON] = []
         if not resource_version or resource_version == "0":
-            listed = await self.list(rt, namespace, label_selector=label_selector, field_selector=field_selector)
+            listed = await self.list(
+                rt, namespace, label_selector=label_selector, field_selector=field_selector
+            )
             initial = listed.items
             since = int(listed.resource_version)
         else:
@@ -713,8 +903,14 @@ class ResourceAPI:
             raise st.expired(f"too old resource version: {exc.requested} ({exc.oldest})") from exc
         return self._stream(rt, subscription, initial, labels, fields)
 
-    async def _stream(self, rt: ResourceType, subscription: Any, initial: list[JSON], labels: LabelSelector,
-                      fields: FieldSelector) -> AsyncIterator[WatchEvent]:
+    async def _stream(
+        self,
+        rt: ResourceType,
+        subscription: Any,
+        initial: builtins.list[JSON],
+        labels: LabelSelector,
+        fields: FieldSelector,
+    ) -> AsyncIterator[WatchEvent]:
         try:
             for obj in initial:
                 yield WatchEvent("ADDED", obj)
@@ -725,8 +921,9 @@ class ResourceAPI:
         finally:
             subscription.close()
 
-    def _filter_event(self, rt: ResourceType, event: Event, labels: LabelSelector,
-                      fields: FieldSelector) -> WatchEvent | None:
+    def _filter_event(
+        self, rt: ResourceType, event: Event, labels: LabelSelector, fields: FieldSelector
+    ) -> WatchEvent | None:
         now_match = _matches(event.obj, labels, fields)
         if not labels.requirements and not fields.requirements:
             return WatchEvent(event.type.value, from_storage(rt.api_version, rt.kind, event.obj))
@@ -780,9 +977,14 @@ def _to_scale(obj: JSON) -> JSON:
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
-        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                     if k in meta},
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in meta
+        },
         "spec": {"replicas": spec.get("replicas", 0)},
-        "status": {"replicas": status.get("replicas", 0),
-                   "selector": format_selector_object(spec.get("selector")).replace("<none>", "")},
+        "status": {
+            "replicas": status.get("replicas", 0),
+            "selector": format_selector_object(spec.get("selector")).replace("<none>", ""),
+        },
     }

@@ -13,7 +13,8 @@ from typing import Any
 
 import orjson
 
-from corral.api.fielderrors import Cause, FieldError
+from corral.api.fielderrors import Cause as Cause
+from corral.api.fielderrors import FieldError as FieldError
 from corral.api.resources import ResourceType
 
 
@@ -96,14 +97,21 @@ def namespace_not_found(name: str) -> ApiError:
 
 
 def already_exists(rt: ResourceType, name: str) -> ApiError:
-    return ApiError(409, "AlreadyExists", f'{rt.group_resource} "{name}" already exists', name, rt.group,
-                    rt.plural)
+    return ApiError(
+        409, "AlreadyExists", f'{rt.group_resource} "{name}" already exists', name, rt.group, rt.plural
+    )
 
 
 def conflict(rt: ResourceType, name: str, why: str = "") -> ApiError:
     why = why or "the object has been modified; please apply your changes to the latest version and try again"
-    return ApiError(409, "Conflict", f'Operation cannot be fulfilled on {rt.group_resource} "{name}": {why}',
-                    name, rt.group, rt.plural)
+    return ApiError(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {rt.group_resource} "{name}": {why}',
+        name,
+        rt.group,
+        rt.plural,
+    )
 
 
 def bad_request(message: str) -> ApiError:
@@ -111,7 +119,9 @@ def bad_request(message: str) -> ApiError:
 
 
 def method_not_allowed() -> ApiError:
-    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+    return ApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )
 
 
 def unauthorized() -> ApiError:
@@ -126,15 +136,17 @@ def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
     return ApiError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}"
+        "the body of the request was in an unknown format - accepted media types include: "
+        + ", ".join(accepted)
         if content_type
         else "the body of the request was in an unknown format",
     )
 
 
 def not_acceptable(accepted: list[str]) -> ApiError:
-    return ApiError(406, "NotAcceptable",
-                    f"only the following media types are accepted: {', '.join(accepted)}")
+    return ApiError(
+        406, "NotAcceptable", f"only the following media types are accepted: {', '.join(accepted)}"
+    )
 
 
 def expired(message: str) -> ApiError:
@@ -158,5 +170,12 @@ def invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> ApiEr
     qualified = f"{kind}.{group}" if group else kind
     parts = [f"{e.path}: {e.message()}" for e in errors]
     summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    return ApiError(422, "Invalid", f'{qualified} "{name}" is invalid: {summary}', name, group, kind,
-                    [e.cause() for e in errors])
+    return ApiError(
+        422,
+        "Invalid",
+        f'{qualified} "{name}" is invalid: {summary}',
+        name,
+        group,
+        kind,
+        [e.cause() for e in errors],
+    )

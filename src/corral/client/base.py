@@ -30,30 +30,77 @@ class WatchEvent:
 
 
 class Transport(Protocol):
-    async def get(self, rt: ResourceType, namespace: str | None, name: str, subresource: str | None = None) -> JSON:
-        ...
+    async def get(
+        self, rt: ResourceType, namespace: str | None, name: str, subresource: str | None = None
+    ) -> JSON: ...
 
-    async def list(self, rt: ResourceType, namespace: str | None, *, label_selector: str | None = None,
-                   field_selector: str | None = None, limit: int = 0,
-                   continue_token: str | None = None) -> ObjectList: ...
+    async def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 0,
+        continue_token: str | None = None,
+    ) -> ObjectList: ...
 
-    async def create(self, rt: ResourceType, namespace: str | None, obj: JSON, *, dry_run: bool = False,
-                     field_manager: str = "") -> JSON: ...
+    async def create(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        obj: JSON,
+        *,
+        dry_run: bool = False,
+        field_manager: str = "",
+    ) -> JSON: ...
 
-    async def update(self, rt: ResourceType, namespace: str | None, name: str, obj: JSON, *,
-                     subresource: str | None = None, dry_run: bool = False, field_manager: str = "") -> JSON:
-        ...
+    async def update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        obj: JSON,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str = "",
+    ) -> JSON: ...
 
-    async def patch(self, rt: ResourceType, namespace: str | None, name: str, patch_type: str, body: Any, *,
-                    subresource: str | None = None, dry_run: bool = False, field_manager: str = "",
-                    force: bool = False) -> JSON: ...
+    async def patch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str = "",
+        force: bool = False,
+    ) -> JSON: ...
 
-    async def delete(self, rt: ResourceType, namespace: str | None, name: str, *,
-                     propagation_policy: str = "Background", grace_period_seconds: int | None = None,
-                     dry_run: bool = False) -> JSON: ...
+    async def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation_policy: str = "Background",
+        grace_period_seconds: int | None = None,
+        dry_run: bool = False,
+    ) -> JSON: ...
 
-    def watch(self, rt: ResourceType, namespace: str | None, *, resource_version: str | None = None,
-              label_selector: str | None = None, field_selector: str | None = None,
-              timeout_seconds: int | None = None) -> AsyncIterator[WatchEvent]: ...
+    def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]: ...
 
     async def close(self) -> None: ...

@@ -17,8 +17,9 @@ from corral.client.kubeconfig import ClusterAccess
 _ERROR_FIELDS = ("code", "reason", "message")
 
 
-def resource_path(rt: ResourceType, namespace: str | None, name: str | None = None,
-                  subresource: str | None = None) -> str:
+def resource_path(
+    rt: ResourceType, namespace: str | None, name: str | None = None, subresource: str | None = None
+) -> str:
     base = f"/apis/{rt.group}/{rt.version}" if rt.group else "/api/v1"
     if rt.namespaced and namespace:
         base += f"/namespaces/{quote(namespace, safe='')}"
@@ -37,11 +38,19 @@ def _error_from(status: int, body: bytes) -> st.ApiError:
         doc = None
     if isinstance(doc, dict) and doc.get("kind") == "Status":
         details = doc.get("details") or {}
-        causes = [st.Cause(c.get("reason", ""), c.get("message", ""), c.get("field", ""))
-                  for c in details.get("causes") or []]
-        return st.ApiError(int(doc.get("code") or status), str(doc.get("reason", "")), str(doc.get("message", "")),
-                           str(details.get("name", "")), str(details.get("group", "")),
-                           str(details.get("kind", "")), causes)
+        causes = [
+            st.Cause(c.get("reason", ""), c.get("message", ""), c.get("field", ""))
+            for c in details.get("causes") or []
+        ]
+        return st.ApiError(
+            int(doc.get("code") or status),
+            str(doc.get("reason", "")),
+            str(doc.get("message", "")),
+            str(details.get("name", "")),
+            str(details.get("group", "")),
+            str(details.get("kind", "")),
+            causes,
+        )
     text = body.decode(errors="replace").strip()[:500]
     return st.ApiError(status, "Unknown", text or f"HTTP {status}")
 
@@ -54,37 +63,68 @@ class HttpTransport:
             headers["Authorization"] = f"Bearer {access.token}"
         connector = aiohttp.TCPConnector(ssl=access.ssl_context(), limit=64)
         self._session = aiohttp.ClientSession(
-            base_url=access.server, headers=headers, connector=connector,
+            base_url=access.server,
+            headers=headers,
+            connector=connector,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=None),
-            json_serialize=lambda o: orjson.dumps(o).decode())
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+        )
         self._timeout = timeout
 
-    async def request(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None,
-                      content_type: str = "application/json", accept: str | None = None) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str | None = None,
+    ) -> Any:
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": content_type} if data is not None else {}
         if accept:
             headers["Accept"] = accept
         try:
-            async with self._session.request(method, path, params=params, data=data, headers=headers,
-                                             timeout=aiohttp.ClientTimeout(total=self._timeout)) as resp:
+            async with self._session.request(
+                method,
+                path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+            ) as resp:
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise _error_from(resp.status, raw)
                 return orjson.loads(raw) if raw else None
         except aiohttp.ClientConnectorError as exc:
-            raise st.ApiError(503, "ServiceUnavailable",
-                              f"cannot reach the Corral API server at {self.access.server}: {exc.os_error}") from exc
+            raise st.ApiError(
+                503,
+                "ServiceUnavailable",
+                f"cannot reach the Corral API server at {self.access.server}: {exc.os_error}",
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise st.ApiError(503, "ServiceUnavailable", f"request to {self.access.server} failed: {exc}") from exc
+            raise st.ApiError(
+                503, "ServiceUnavailable", f"request to {self.access.server} failed: {exc}"
+            ) from exc
 
-    async def get(self, rt: ResourceType, namespace: str | None, name: str, subresource: str | None = None) -> JSON:
+    async def get(
+        self, rt: ResourceType, namespace: str | None, name: str, subresource: str | None = None
+    ) -> JSON:
         result: JSON = await self.request("GET", resource_path(rt, namespace, name, subresource))
         return result
 
-    async def list(self, rt: ResourceType, namespace: str | None, *, label_selector: str | None = None,
-                   field_selector: str | None = None, limit: int = 0,
-                   continue_token: str | None = None) -> ObjectList:
+    async def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 0,
+        continue_token: str | None = None,
+    ) -> ObjectList:
         params = {}
         if label_selector:
             params["labelSelector"] = label_selector
@@ -109,29 +149,71 @@ class HttpTransport:
             params["force"] = "true"
         return params
 
-    async def create(self, rt: ResourceType, namespace: str | None, obj: JSON, *, dry_run: bool = False,
-                     field_manager: str = "") -> JSON:
-        result: JSON = await self.request("POST", resource_path(rt, namespace), body=obj,
-                                          params=self._write_params(dry_run, field_manager))
+    async def create(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        obj: JSON,
+        *,
+        dry_run: bool = False,
+        field_manager: str = "",
+    ) -> JSON:
+        result: JSON = await self.request(
+            "POST", resource_path(rt, namespace), body=obj, params=self._write_params(dry_run, field_manager)
+        )
         return result
 
-    async def update(self, rt: ResourceType, namespace: str | None, name: str, obj: JSON, *,
-                     subresource: str | None = None, dry_run: bool = False, field_manager: str = "") -> JSON:
-        result: JSON = await self.request("PUT", resource_path(rt, namespace, name, subresource), body=obj,
-                                          params=self._write_params(dry_run, field_manager))
+    async def update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        obj: JSON,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str = "",
+    ) -> JSON:
+        result: JSON = await self.request(
+            "PUT",
+            resource_path(rt, namespace, name, subresource),
+            body=obj,
+            params=self._write_params(dry_run, field_manager),
+        )
         return result
 
-    async def patch(self, rt: ResourceType, namespace: str | None, name: str, patch_type: str, body: Any, *,
-                    subresource: str | None = None, dry_run: bool = False, field_manager: str = "",
-                    force: bool = False) -> JSON:
-        result: JSON = await self.request("PATCH", resource_path(rt, namespace, name, subresource), body=body,
-                                          content_type=patch_type,
-                                          params=self._write_params(dry_run, field_manager, force))
+    async def patch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str = "",
+        force: bool = False,
+    ) -> JSON:
+        result: JSON = await self.request(
+            "PATCH",
+            resource_path(rt, namespace, name, subresource),
+            body=body,
+            content_type=patch_type,
+            params=self._write_params(dry_run, field_manager, force),
+        )
         return result
 
-    async def delete(self, rt: ResourceType, namespace: str | None, name: str, *,
-                     propagation_policy: str = "Background", grace_period_seconds: int | None = None,
-                     dry_run: bool = False) -> JSON:
+    async def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation_policy: str = "Background",
+        grace_period_seconds: int | None = None,
+        dry_run: bool = False,
+    ) -> JSON:
         body: JSON = {"propagationPolicy": propagation_policy}
         if grace_period_seconds is not None:
             body["gracePeriodSeconds"] = grace_period_seconds
@@ -140,9 +222,16 @@ class HttpTransport:
         result: JSON = await self.request("DELETE", resource_path(rt, namespace, name), body=body)
         return result
 
-    async def watch(self, rt: ResourceType, namespace: str | None, *, resource_version: str | None = None,
-                    label_selector: str | None = None, field_selector: str | None = None,
-                    timeout_seconds: int | None = None) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
         params = {"watch": "true", "allowWatchBookmarks": "true"}
         if resource_version:
             params["resourceVersion"] = resource_version
@@ -159,11 +248,14 @@ class HttpTransport:
                 async for line in _lines(resp.content):
                     doc = orjson.loads(line)
                     if doc.get("type") == "ERROR":
-                        raise _error_from(int((doc.get("object") or {}).get("code") or 500),
-                                          orjson.dumps(doc.get("object")))
+                        raise _error_from(
+                            int((doc.get("object") or {}).get("code") or 500), orjson.dumps(doc.get("object"))
+                        )
                     yield WatchEvent(str(doc.get("type")), doc.get("object") or {})
         except aiohttp.ClientError as exc:
-            raise st.ApiError(503, "ServiceUnavailable", f"watch on {self.access.server} failed: {exc}") from exc
+            raise st.ApiError(
+                503, "ServiceUnavailable", f"watch on {self.access.server} failed: {exc}"
+            ) from exc
 
     async def close(self) -> None:
         await self._session.close()

@@ -61,8 +61,9 @@ def _named(entries: Any, name: str, what: str, path: Path) -> dict[str, Any]:
 
 def load_access(path: Path, context: str | None = None) -> ClusterAccess:
     if not path.exists():
-        raise KubeconfigError(f"no kubeconfig at {path} (is `corral up` running? pass --kubeconfig or set "
-                              "KUBECONFIG)")
+        raise KubeconfigError(
+            f"no kubeconfig at {path} (is `corral up` running? pass --kubeconfig or set KUBECONFIG)"
+        )
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -81,6 +82,10 @@ def load_access(path: Path, context: str | None = None) -> ClusterAccess:
     server = cluster.get("server")
     if not server:
         raise KubeconfigError(f"{path}: cluster {ctx.get('cluster')!r} has no server")
-    return ClusterAccess(server=str(server).rstrip("/"), token=user.get("token"), ca_pem=ca_pem,
-                         insecure=bool(cluster.get("insecure-skip-tls-verify")),
-                         namespace=str(ctx.get("namespace") or "default"))
+    return ClusterAccess(
+        server=str(server).rstrip("/"),
+        token=user.get("token"),
+        ca_pem=ca_pem,
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        namespace=str(ctx.get("namespace") or "default"),
+    )

@@ -20,54 +20,117 @@ class LocalTransport:
     def __init__(self, api: ResourceAPI) -> None:
         self.api = api
 
-    async def get(self, rt: ResourceType, namespace: str | None, name: str, subresource: str | None = None) -> JSON:
+    async def get(
+        self, rt: ResourceType, namespace: str | None, name: str, subresource: str | None = None
+    ) -> JSON:
         if subresource == "scale":
             return await self.api.get_scale(rt, namespace, name)
         return copy.deepcopy(await self.api.get(rt, namespace, name))
 
-    async def list(self, rt: ResourceType, namespace: str | None, *, label_selector: str | None = None,
-                   field_selector: str | None = None, limit: int = 0,
-                   continue_token: str | None = None) -> ObjectList:
-        result = await self.api.list(rt, namespace, label_selector=label_selector, field_selector=field_selector,
-                                     limit=limit, continue_token=continue_token)
+    async def list(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 0,
+        continue_token: str | None = None,
+    ) -> ObjectList:
+        result = await self.api.list(
+            rt,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            limit=limit,
+            continue_token=continue_token,
+        )
         return ObjectList(copy.deepcopy(result.items), result.resource_version, result.continue_token)
 
-    async def create(self, rt: ResourceType, namespace: str | None, obj: JSON, *, dry_run: bool = False,
-                     field_manager: str = "") -> JSON:
+    async def create(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        obj: JSON,
+        *,
+        dry_run: bool = False,
+        field_manager: str = "",
+    ) -> JSON:
         opts = WriteOptions(dry_run=dry_run, field_validation="Strict", field_manager=field_manager)
         return copy.deepcopy((await self.api.create(rt, namespace, obj, opts)).obj)
 
-    async def update(self, rt: ResourceType, namespace: str | None, name: str, obj: JSON, *,
-                     subresource: str | None = None, dry_run: bool = False, field_manager: str = "") -> JSON:
+    async def update(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        obj: JSON,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str = "",
+    ) -> JSON:
         opts = WriteOptions(dry_run=dry_run, field_validation="Strict", field_manager=field_manager)
         if subresource == "scale":
             return await self.api.update_scale(rt, namespace, name, lambda _old: obj, opts)
         return copy.deepcopy((await self.api.update(rt, namespace, name, obj, opts, subresource)).obj)
 
-    async def patch(self, rt: ResourceType, namespace: str | None, name: str, patch_type: str, body: Any, *,
-                    subresource: str | None = None, dry_run: bool = False, field_manager: str = "",
-                    force: bool = False) -> JSON:
-        opts = WriteOptions(dry_run=dry_run, field_validation="Strict", field_manager=field_manager, force=force)
+    async def patch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        field_manager: str = "",
+        force: bool = False,
+    ) -> JSON:
+        opts = WriteOptions(
+            dry_run=dry_run, field_validation="Strict", field_manager=field_manager, force=force
+        )
         result = await self.api.patch(rt, namespace, name, patch_type, body, opts, subresource)
         return copy.deepcopy(result.obj)
 
-    async def delete(self, rt: ResourceType, namespace: str | None, name: str, *,
-                     propagation_policy: str = "Background", grace_period_seconds: int | None = None,
-                     dry_run: bool = False) -> JSON:
-        opts = DeleteOptions(propagation_policy=propagation_policy, grace_period_seconds=grace_period_seconds,
-                             dry_run=dry_run)
+    async def delete(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        *,
+        propagation_policy: str = "Background",
+        grace_period_seconds: int | None = None,
+        dry_run: bool = False,
+    ) -> JSON:
+        opts = DeleteOptions(
+            propagation_policy=propagation_policy, grace_period_seconds=grace_period_seconds, dry_run=dry_run
+        )
         obj, finished = await self.api.delete(rt, namespace, name, opts)
         if finished and not rt.returns_deleted_object:
             return st.success_status(rt, name, str((obj.get("metadata") or {}).get("uid", "")))
         return copy.deepcopy(obj)
 
-    async def watch(self, rt: ResourceType, namespace: str | None, *, resource_version: str | None = None,
-                    label_selector: str | None = None, field_selector: str | None = None,
-                    timeout_seconds: int | None = None) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        resource_version: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[WatchEvent]:
         import asyncio
 
-        events = await self.api.watch(rt, namespace, resource_version=resource_version,
-                                      label_selector=label_selector, field_selector=field_selector)
+        events = await self.api.watch(
+            rt,
+            namespace,
+            resource_version=resource_version,
+            label_selector=label_selector,
+            field_selector=field_selector,
+        )
         iterator = events.__aiter__()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_seconds if timeout_seconds else None

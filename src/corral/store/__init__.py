@@ -74,7 +74,7 @@ async def open_store(
     if target in _MEMORY_URLS:
         return MemoryStore(history_window=history_window, watch_buffer=watch_buffer, max_batch=max_batch)
     if target.startswith(_SQLITE_SCHEME):
-        target = target[len(_SQLITE_SCHEME):]
+        target = target[len(_SQLITE_SCHEME) :]
     if not target:
         raise ValueError(f"no database path in {url_or_path!r}")
     return await SqliteStore.open(

@@ -13,8 +13,9 @@ Semantics every backend keeps:
   current revision the write fails with :class:`Conflict`. ``None`` means unconditional.
 * ``list`` returns the objects under a prefix, ordered by key, with the revision at which the snapshot is
   consistent.
-* ``watch`` yields every event with revision > ``since`` for keys under the prefix, in revision order, then live
-  events. A ``since`` older than the retained history window raises :class:`Expired` (HTTP 410 upstream).
+* ``watch`` yields every event with revision > ``since`` for keys under the prefix, in revision order,
+  then live events. A ``since`` older than the retained history window raises :class:`Expired` (HTTP 410
+  upstream).
 * Ownership: objects handed to ``create``/``update`` belong to the store afterwards, and objects the store
   returns (from any call or event) are shared and must be treated as read-only. Copy before changing.
 * Durability (persistent backends): a write is acknowledged (its awaitable returns) only after it is durable.
@@ -76,7 +77,7 @@ class EventType(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One change. For DELETED, ``obj`` is the last state with ``resourceVersion`` set to the delete revision."""
+    """One change. For DELETED, ``obj`` is the last state, its ``resourceVersion`` the delete revision."""
 
     type: EventType
     key: str

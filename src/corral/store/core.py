@@ -133,8 +133,17 @@ def _stamp(obj: Any, revision: int) -> JSONObject:
 class StoreWatch:
     """One subscription: a private buffer of events and at most one waiting consumer."""
 
-    __slots__ = ("_buffer", "_done", "_max_lag", "_prefix", "_replay_left", "_since", "_store", "_waiter",
-                 "overflowed")
+    __slots__ = (
+        "_buffer",
+        "_done",
+        "_max_lag",
+        "_prefix",
+        "_replay_left",
+        "_since",
+        "_store",
+        "_waiter",
+        "overflowed",
+    )
 
     def __init__(
         self, store: EngineStore, prefix: str, since: int, replay: list[Event], max_lag: int

@@ -21,12 +21,20 @@ class ServerProcess:
     proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
-        cmd = [sys.executable, "-m", "corral.testing.serve", "--data-dir", str(self.data_dir),
-               "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "corral.testing.serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--port",
+            str(self.port),
+        ]
         if self.store:
             cmd += ["--store", self.store]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:

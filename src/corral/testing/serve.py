@@ -17,8 +17,9 @@ from corral.server import CorralServer, ServerConfig
 
 
 async def _main(args: argparse.Namespace) -> None:
-    server = CorralServer(ServerConfig(data_dir=Path(args.data_dir), host=args.host, port=args.port,
-                                       store=args.store))
+    server = CorralServer(
+        ServerConfig(data_dir=Path(args.data_dir), host=args.host, port=args.port, store=args.store)
+    )
     await server.start()
     print(f"READY {server.url} {server.kubeconfig_path}", flush=True)
     stop = asyncio.Event()
