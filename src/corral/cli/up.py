@@ -1,0 +1,108 @@
+"""``corral up``: run the all-in-one server in the foreground until Ctrl-C or SIGTERM.
+
+Prints one ready line (URL and kubeconfig path) once the listener is up and the kubeconfig is written, so
+scripts and tests can wait for it; with ``--port 0`` the URL carries the port the kernel chose. Both
+signals stop the server cleanly and exit 0. A port that cannot be bound is one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from corral.cli.errors import CliError
+from corral.cli.kubeconfig import DataDirOption
+from corral.cli.output import Printer
+
+if TYPE_CHECKING:
+    from corral.server import ServerConfig
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
+
+
+def _listen_error(exc: OSError, host: str, port: int) -> CliError:
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return CliError(
+            f"cannot listen on {where}: address already in use (is another `corral up` running? "
+            "choose another port with --port)"
+        )
+    reason = exc.strerror or str(exc)
+    return CliError(f"cannot listen on {where}: {reason}")
+
+
+async def serve(config: ServerConfig, printer: Printer) -> None:
+    """Start, announce, wait for SIGINT/SIGTERM, stop."""
+    from corral.server import CorralServer
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    server = CorralServer(config)
+    try:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise _listen_error(exc, config.host, config.port) from exc
+        printer.line(
+            f"Corral is ready at {server.url} — kubeconfig: {server.kubeconfig_path}", style="bold green"
+        )
+        printer.line(f"  export KUBECONFIG={server.kubeconfig_path}   # for kubectl; Ctrl-C stops Corral")
+        await stopping.wait()
+        log.info("stopping")
+    finally:
+        await server.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    printer.line("Corral stopped.")
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def up(
+    data_dir: DataDirOption = None,
+    port: Annotated[
+        int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).", min=0, max=65535)
+    ] = 6443,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    store: Annotated[
+        str | None, typer.Option("--store", hidden=True, help="'memory' or a SQLite path (tests).")
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
+    ] = 0,
+) -> None:
+    """Run Corral (API server and all) in the foreground; writes a kubeconfig into the data dir."""
+    from corral.server import ServerConfig, default_data_dir  # heavy imports: only `up` pays for them
+
+    configure_logging(verbose)
+    directory: Path = (data_dir or default_data_dir()).expanduser()
+    config = ServerConfig(data_dir=directory, host=host, port=port, store=store)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(config, Printer()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
