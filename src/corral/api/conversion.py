@@ -40,6 +40,10 @@ def hpa_v1_to_v2(obj: JSON, stored: JSON | None = None) -> JSON:
         metrics = ([_cpu_metric(int(target))] if target is not None else []) + kept
         if metrics:
             spec["metrics"] = metrics
+        # v1 cannot express scaling behavior either; keep the stored one (upstream keeps it in an annotation).
+        behavior = ((stored or {}).get("spec") or {}).get("behavior")
+        if behavior is not None and "behavior" not in spec:
+            spec["behavior"] = copy.deepcopy(behavior)
     status = out.get("status")
     if isinstance(status, dict):
         current = status.pop("currentCPUUtilizationPercentage", None)
@@ -60,9 +64,9 @@ def hpa_v2_to_v1(obj: JSON) -> JSON:
         spec.pop("behavior", None)
         for metric in metrics:
             if _is_cpu_utilization(metric):
-                spec["targetCPUUtilizationPercentage"] = metric["resource"]["target"].get(
-                    "averageUtilization"
-                )
+                target = metric["resource"]["target"].get("averageUtilization")
+                if target is not None:
+                    spec["targetCPUUtilizationPercentage"] = target
                 break
     status = out.get("status")
     if isinstance(status, dict):

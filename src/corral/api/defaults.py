@@ -14,17 +14,25 @@ JSON = dict[str, Any]
 
 
 def _setdefault(obj: JSON, key: str, value: Any) -> Any:
-    if obj.get(key) is None:
+    # Go's defaulters test string fields against "" (their zero value), so "" counts as unset for them.
+    current = obj.get(key)
+    if current is None or (current == "" and isinstance(value, str)):
         obj[key] = value
     return obj[key]
 
 
+def _list(value: Any) -> list[Any]:
+    # Structural validation runs first, but defaulting must not crash on a shape it did not expect.
+    return value if isinstance(value, list) else []
+
+
 def _image_pull_policy(image: str) -> str:
-    # "Always" for :latest or an untagged image, "IfNotPresent" otherwise (digests count as tagged).
-    if "@" in image:
-        return "IfNotPresent"
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last or last.endswith(":latest"):
+    # As SetDefaults_Container with ParseImageName: "Always" when the tag is "latest", which is also the
+    # tag of an image with neither tag nor digest; "IfNotPresent" otherwise.
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.rpartition(":")[2] if ":" in last else ""
+    if tag == "latest" or (not tag and not digest):
         return "Always"
     return "IfNotPresent"
 
@@ -34,10 +42,10 @@ def default_container(container: JSON) -> None:
         _setdefault(container, "imagePullPolicy", _image_pull_policy(str(container["image"])))
     _setdefault(container, "terminationMessagePath", "/dev/termination-log")
     _setdefault(container, "terminationMessagePolicy", "File")
-    for port in container.get("ports") or []:
+    for port in _list(container.get("ports")):
         if isinstance(port, dict):
             _setdefault(port, "protocol", "TCP")
-    for env in container.get("env") or []:
+    for env in _list(container.get("env")):
         if isinstance(env, dict):
             source = env.get("valueFrom")
             if isinstance(source, dict) and isinstance(source.get("fieldRef"), dict):
@@ -68,13 +76,13 @@ def default_pod_spec(spec: JSON) -> None:
     if spec.get("serviceAccountName") and not spec.get("serviceAccount"):
         spec["serviceAccount"] = spec["serviceAccountName"]
     for key in ("containers", "initContainers"):
-        for container in spec.get(key) or []:
+        for container in _list(spec.get(key)):
             if isinstance(container, dict):
                 default_container(container)
-    for volume in spec.get("volumes") or []:
+    for volume in _list(spec.get("volumes")):
         if not isinstance(volume, dict):
             continue
-        for source_key in ("configMap", "secret"):
+        for source_key in ("configMap", "secret", "downwardAPI", "projected"):
             source = volume.get(source_key)
             if isinstance(source, dict):
                 _setdefault(source, "defaultMode", 420)
@@ -91,15 +99,34 @@ def _default_pod(obj: JSON) -> None:
     if isinstance(spec, dict):
         default_pod_spec(spec)
         _setdefault(spec, "enableServiceLinks", True)
-        tolerations = spec.setdefault("tolerations", [])
-        keys = {t.get("key") for t in tolerations if isinstance(t, dict)}
-        for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-            if key not in keys:
-                tolerations.append(
-                    {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
-                )
+        for key in ("containers", "initContainers"):
+            for container in _list(spec.get(key)):
+                if isinstance(container, dict):
+                    _default_requests_to_limits(container)
+        tolerations = _setdefault(spec, "tolerations", [])
+        if isinstance(tolerations, list):
+            keys = {t.get("key") for t in tolerations if isinstance(t, dict)}
+            for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+                if key not in keys:
+                    tolerations.append(
+                        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+                    )
         if spec.get("priority") is None:
             spec["priority"] = 0
+
+
+def _default_requests_to_limits(container: JSON) -> None:
+    # SetDefaults_Pod (pods only, not templates): a limit without a request makes the request equal to it.
+    resources = container.get("resources")
+    if not isinstance(resources, dict):
+        return
+    limits = resources.get("limits")
+    if not isinstance(limits, dict) or not limits:
+        return
+    requests = _setdefault(resources, "requests", {})
+    if isinstance(requests, dict):
+        for name, value in limits.items():
+            requests.setdefault(name, value)
 
 
 def _default_deployment(obj: JSON) -> None:
@@ -183,14 +210,25 @@ def _default_service(obj: JSON) -> None:
     if not isinstance(spec, dict):
         return
     _setdefault(spec, "type", "ClusterIP")
-    _setdefault(spec, "sessionAffinity", "None")
+    affinity = _setdefault(spec, "sessionAffinity", "None")
+    if affinity == "None":
+        spec.pop("sessionAffinityConfig", None)
+    elif affinity == "ClientIP":
+        config = spec.get("sessionAffinityConfig")
+        client_ip = config.get("clientIP") if isinstance(config, dict) else None
+        if not isinstance(client_ip, dict) or client_ip.get("timeoutSeconds") is None:
+            spec["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": 10800}}
     if spec["type"] in ("NodePort", "LoadBalancer"):
         _setdefault(spec, "externalTrafficPolicy", "Cluster")
-    _setdefault(spec, "internalTrafficPolicy", "Cluster")
-    for port in spec.get("ports") or []:
+    if spec["type"] in ("ClusterIP", "NodePort", "LoadBalancer"):
+        _setdefault(spec, "internalTrafficPolicy", "Cluster")
+    if spec["type"] == "LoadBalancer":
+        _setdefault(spec, "allocateLoadBalancerNodePorts", True)
+    for port in _list(spec.get("ports")):
         if isinstance(port, dict):
             _setdefault(port, "protocol", "TCP")
-            if port.get("targetPort") is None and port.get("port") is not None:
+            # SetDefaults_Service: an unset, 0 or "" targetPort is the port.
+            if port.get("targetPort") in (None, 0, "") and port.get("port") is not None:
                 port["targetPort"] = port["port"]
     if spec["type"] != "ExternalName":
         _setdefault(spec, "ipFamilies", ["IPv4"])
@@ -208,9 +246,12 @@ def _default_namespace(obj: JSON) -> None:
     status = _setdefault(obj, "status", {})
     if isinstance(status, dict):
         _setdefault(status, "phase", "Active")
-    labels = _setdefault(obj.setdefault("metadata", {}), "labels", {})
-    if isinstance(labels, dict) and obj["metadata"].get("name"):
-        labels["kubernetes.io/metadata.name"] = obj["metadata"]["name"]
+    meta = _setdefault(obj, "metadata", {})
+    if not isinstance(meta, dict):
+        return
+    labels = _setdefault(meta, "labels", {})
+    if isinstance(labels, dict) and meta.get("name"):
+        labels["kubernetes.io/metadata.name"] = meta["name"]
 
 
 def _default_hpa(obj: JSON) -> None:

@@ -40,10 +40,12 @@ class Requirement:
             return present
         if self.op is Op.NOT_EXISTS:
             return not present
+        # A non-string value (only in an object that fails validation) equals no selector value.
+        equal = present and isinstance(labels[self.key], str) and labels[self.key] in self.values
         if self.op in (Op.EQ, Op.IN):
-            return present and labels[self.key] in self.values
+            return equal
         # != and notin match objects without the label too, as in Kubernetes.
-        return not present or labels[self.key] not in self.values
+        return not equal
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,42 +61,74 @@ class LabelSelector:
         return all(r.matches(labels) for r in self.requirements)
 
 
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 _TOKEN = re.compile(r"\s*(!=|==|=|!|\(|\)|,|[^\s!=(),]+)")
 
 
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_QUALIFIED_NAME_MSG = (
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+    "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+_SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
+    "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+
+
+def label_key_errors(key: str) -> list[str]:
+    """Every reason ``key`` is not a valid label key (``validation.IsQualifiedName``); empty when valid."""
+    errs: list[str] = []
+    parts = key.split("/")
+    if len(parts) > 2:
+        return [
+            "a qualified name " + _QUALIFIED_NAME_MSG + " with an optional DNS subdomain prefix and '/' "
+            "(e.g. 'example.com/MyName')"
+        ]
+    name = parts[-1]
+    if len(parts) == 2:
+        prefix = parts[0]
+        if not prefix:
+            errs.append("prefix part must be non-empty")
+        else:
+            if len(prefix) > 253:
+                errs.append("prefix part must be no more than 253 characters")
+            if not _DNS1123_SUBDOMAIN.fullmatch(prefix):
+                errs.append("prefix part " + _SUBDOMAIN_MSG)
+    if not name:
+        errs.append("name part must be non-empty")
+    elif len(name) > 63:
+        errs.append("name part must be no more than 63 characters")
+    if not _QUALIFIED_NAME.fullmatch(name):
+        errs.append("name part " + _QUALIFIED_NAME_MSG)
+    return errs
+
+
 def label_key_error(key: str) -> str | None:
-    """Why ``key`` is not a valid label key, or None."""
-    if not key:
-        return "name part must be non-empty"
-    prefix, _, name = key.rpartition("/")
-    if len(name) > 63:
-        return "name part must be no more than 63 characters"
-    if prefix and len(prefix) > 253:
-        return "prefix part must be no more than 253 characters"
-    if not _LABEL_KEY.match(key):
-        return (
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end "
-            "with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for "
-            "validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
-        )
-    return None
+    """Why ``key`` is not a valid label key (messages joined by "; "), or None."""
+    return "; ".join(label_key_errors(key)) or None
+
+
+def label_value_errors(value: str) -> list[str]:
+    """Every reason ``value`` is not a valid label value (``validation.IsValidLabelValue``)."""
+    errs: list[str] = []
+    if len(value) > 63:
+        errs.append("must be no more than 63 characters")
+    if not _LABEL_VALUE.fullmatch(value):
+        errs.append(_LABEL_VALUE_MSG)
+    return errs
 
 
 def label_value_error(value: str) -> str | None:
-    if len(value) > 63:
-        return "must be no more than 63 characters"
-    if not _LABEL_VALUE.match(value):
-        return (
-            "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', "
-            "and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or "
-            "'12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
-        )
-    return None
+    return "; ".join(label_value_errors(value)) or None
 
 
 def _tokens(text: str) -> list[str]:
@@ -146,13 +180,24 @@ def parse_label_selector(text: str | None) -> LabelSelector:
             elif nxt in ("in", "notin"):
                 if need(i + 2) != "(":
                     raise SelectorError(f"found '{toks[i + 2]}', expected: '(' in selector {text!r}")
-                values: list[str] = []
+                # As apimachinery's parseValues: "()" is {""}, and an empty item ("(a,,b)", "(,a)") is "".
+                values: set[str] = set()
                 j = i + 3
+                expect_value = True
                 while need(j) != ")":
-                    if toks[j] != ",":
+                    if toks[j] == ",":
+                        if expect_value:
+                            values.add("")
+                        expect_value = True
+                    elif not expect_value or toks[j] in ("(", "=", "==", "!=", "!"):
+                        raise SelectorError(f"found '{toks[j]}', expected: ',' or ')' in selector {text!r}")
+                    else:
                         _check_value(toks[j])
-                        values.append(toks[j])
+                        values.add(toks[j])
+                        expect_value = False
                     j += 1
+                if expect_value:
+                    values.add("")
                 reqs.append(Requirement(key, Op.IN if nxt == "in" else Op.NOTIN, frozenset(values)))
                 i = j + 1
             else:
@@ -164,11 +209,14 @@ def parse_label_selector(text: str | None) -> LabelSelector:
             if toks[i] != ",":
                 raise SelectorError(f"found '{toks[i]}', expected: ',' or end of string in selector {text!r}")
             i += 1
+            if i == len(toks):
+                raise SelectorError(f"found '', expected: identifier after ',' in selector {text!r}")
     return LabelSelector(tuple(reqs))
 
 
 def _check_key(key: str) -> None:
-    if key in ("=", "==", "!=", "(", ")", ",", "in", "notin"):
+    # "in" and "notin" are operators only after a key; as keys they are identifiers, as in apimachinery.
+    if key in ("=", "==", "!=", "!", "(", ")", ","):
         raise SelectorError(f"found '{key}', expected: identifier")
     err = label_key_error(key)
     if err:
@@ -184,38 +232,70 @@ def _check_value(value: str) -> None:
 def selector_from_object(selector: Mapping[str, Any] | None) -> LabelSelector:
     """A ``metav1.LabelSelector`` (matchLabels + matchExpressions) as a :class:`LabelSelector`.
 
-    An empty selector object matches everything, as in apimachinery's ``LabelSelectorAsSelector``.
+    An empty selector object matches everything, as in apimachinery's ``LabelSelectorAsSelector``; like it,
+    a malformed selector (unknown operator, ``In`` without values, ``Exists`` with values, invalid keys or
+    values, wrong shapes) raises :class:`SelectorError`.
     """
     if not selector:
         return LabelSelector()
+    if not isinstance(selector, Mapping):
+        raise SelectorError("a label selector must be an object")
+    match_labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(match_labels, Mapping) or not isinstance(expressions, list):
+        raise SelectorError("matchLabels must be an object and matchExpressions a list")
     reqs: list[Requirement] = []
-    for key, value in sorted((selector.get("matchLabels") or {}).items()):
-        reqs.append(Requirement(key, Op.EQ, frozenset([str(value)])))
+    for key, value in sorted(match_labels.items(), key=lambda kv: str(kv[0])):
+        if not isinstance(value, str):
+            raise SelectorError(f"matchLabels value for {key!r} must be a string")
+        _check_key(str(key))
+        _check_value(value)
+        reqs.append(Requirement(str(key), Op.EQ, frozenset([value])))
     ops = {"In": Op.IN, "NotIn": Op.NOTIN, "Exists": Op.EXISTS, "DoesNotExist": Op.NOT_EXISTS}
-    for expr in selector.get("matchExpressions") or []:
-        op = ops.get(expr.get("operator", ""))
+    for expr in expressions:
+        if not isinstance(expr, Mapping):
+            raise SelectorError("a matchExpressions entry must be an object")
+        operator = expr.get("operator", "")
+        op = ops.get(operator) if isinstance(operator, str) else None
         if op is None:
-            raise SelectorError(f"{expr.get('operator')!r} is not a valid label selector operator")
-        reqs.append(Requirement(str(expr.get("key", "")), op, frozenset(expr.get("values") or [])))
+            raise SelectorError(f"{operator!r} is not a valid label selector operator")
+        values = expr.get("values") or []
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise SelectorError("matchExpressions values must be a list of strings")
+        if op in (Op.IN, Op.NOTIN) and not values:
+            raise SelectorError("for 'in', 'notin' operators, values set can't be empty")
+        if op in (Op.EXISTS, Op.NOT_EXISTS) and values:
+            raise SelectorError("values set must be empty for exists and does not exist")
+        key = str(expr.get("key", ""))
+        _check_key(key)
+        for value in values:
+            _check_value(value)
+        reqs.append(Requirement(key, op, frozenset(values)))
     return LabelSelector(tuple(reqs))
 
 
 def format_selector_object(selector: Mapping[str, Any] | None) -> str:
-    """``metav1.FormatLabelSelector``: ``app=web,tier in (a,b)``; ``<none>`` for nil or empty."""
+    """``metav1.FormatLabelSelector``: ``app=web,tier in (a,b)``; ``<none>`` for nil or empty.
+
+    Like apimachinery's selector ``String()``, requirements are ordered by key (stable for equal keys).
+    """
     if not selector:
         return "<none>"
-    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    parts: list[tuple[str, str]] = [
+        (str(k), f"{k}={v}") for k, v in (selector.get("matchLabels") or {}).items()
+    ]
     for expr in selector.get("matchExpressions") or []:
         key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
         if op == "In":
-            parts.append(f"{key} in ({','.join(sorted(values))})")
+            parts.append((key, f"{key} in ({','.join(sorted(values))})"))
         elif op == "NotIn":
-            parts.append(f"{key} notin ({','.join(sorted(values))})")
+            parts.append((key, f"{key} notin ({','.join(sorted(values))})"))
         elif op == "Exists":
-            parts.append(key)
+            parts.append((key, key))
         elif op == "DoesNotExist":
-            parts.append(f"!{key}")
-    return ",".join(parts) or "<none>"
+            parts.append((key, f"!{key}"))
+    parts.sort(key=lambda part: part[0])
+    return ",".join(text for _, text in parts) or "<none>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,10 +332,10 @@ def parse_field_selector(text: str | None, allowed: set[str]) -> FieldSelector:
         term = term.strip()
         if not term:
             continue
-        separator = next((sep for sep in ("!=", "==", "=") if sep in term), None)
-        if separator is None:
+        split = _split_term(term)
+        if split is None:
             raise SelectorError(f"invalid selector: '{text}'; can't understand '{term}'")
-        key, value = term.split(separator, 1)
+        key, separator, value = split
         negate = separator == "!="
         key = key.strip()
         if key not in allowed:
@@ -277,12 +357,40 @@ def _split_unescaped(text: str) -> list[str]:
             current = []
         else:
             current.append(ch)
+    if escaped:
+        current.append("\\")
     parts.append("".join(current))
     return parts
 
 
+def _split_term(term: str) -> tuple[str, str, str] | None:
+    """Split at the first operator, as apimachinery's ``splitTerm`` does (``a=b!=c`` is ``a`` = ``b!=c``)."""
+    for i in range(len(term)):
+        for op in ("!=", "==", "="):
+            if term.startswith(op, i):
+                return term[:i], op, term[i + len(op) :]
+    return None
+
+
 def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", r"\1", value)
+    r"""``fields.UnescapeValue``: ``\\``, ``\,`` and ``\=`` are escapes; others (and a bare ``=``) fail."""
+    out: list[str] = []
+    escaped = False
+    for ch in value:
+        if escaped:
+            if ch not in "\\,=":
+                raise SelectorError(f"invalid field selector: invalid escape sequence: \\{ch}")
+            out.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch in ",=":
+            raise SelectorError(f"invalid field selector: unescaped character: {ch!r}")
+        else:
+            out.append(ch)
+    if escaped:
+        raise SelectorError("invalid field selector: invalid escape sequence: \\")
+    return "".join(out)
 
 
 def field_value(obj: Mapping[str, Any], path: str) -> str:

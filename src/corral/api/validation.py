@@ -12,11 +12,11 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from corral.api.fielderrors import FieldError
+from corral.api.fielderrors import NIL_STRING_MAP, FieldError
 from corral.api.selectors import (
     SelectorError,
-    label_key_error,
-    label_value_error,
+    label_key_errors,
+    label_value_errors,
     selector_from_object,
 )
 
@@ -49,7 +49,7 @@ DNS1035_MSG = (
 def dns1123_subdomain_error(name: str) -> str | None:
     if len(name) > 253:
         return "must be no more than 253 characters"
-    if not _DNS1123_SUBDOMAIN.match(name):
+    if not _DNS1123_SUBDOMAIN.fullmatch(name):
         return SUBDOMAIN_MSG
     return None
 
@@ -57,7 +57,7 @@ def dns1123_subdomain_error(name: str) -> str | None:
 def dns1123_label_error(name: str) -> str | None:
     if len(name) > 63:
         return "must be no more than 63 characters"
-    if not _DNS1123_LABEL.match(name):
+    if not _DNS1123_LABEL.fullmatch(name):
         return LABEL_MSG
     return None
 
@@ -65,7 +65,7 @@ def dns1123_label_error(name: str) -> str | None:
 def dns1035_label_error(name: str) -> str | None:
     if len(name) > 63:
         return "must be no more than 63 characters"
-    if not _DNS1035_LABEL.match(name):
+    if not _DNS1035_LABEL.fullmatch(name):
         return DNS1035_MSG
     return None
 
@@ -85,6 +85,15 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _hashable(value: Any) -> Any:
+    """``value`` as a set member: malformed input (a list or object where a name belongs) must not crash."""
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
 def validate_metadata(kind: str, meta: Mapping[str, Any], namespaced: bool) -> list[FieldError]:
     errs: list[FieldError] = []
     name = meta.get("name")
@@ -100,9 +109,9 @@ def validate_metadata(kind: str, meta: Mapping[str, Any], namespaced: bool) -> l
         errs.append(FieldError("metadata.namespace", "Required"))
     errs += validate_labels(_as_dict(meta.get("labels")), "metadata.labels")
     for key in _as_dict(meta.get("annotations")):
-        err = label_key_error(str(key))
-        if err:
-            errs.append(FieldError("metadata.annotations", "Invalid", err, key))
+        # ValidateAnnotations checks the lower-cased key: an upper-case prefix is allowed there.
+        for msg in label_key_errors(str(key).lower()):
+            errs.append(FieldError("metadata.annotations", "Invalid", msg, key))
     total = sum(len(str(k)) + len(str(v)) for k, v in _as_dict(meta.get("annotations")).items())
     if total > 256 * 1024:
         errs.append(FieldError("metadata.annotations", "TooLong", "may not be more than 262144 bytes"))
@@ -116,16 +125,15 @@ def validate_metadata(kind: str, meta: Mapping[str, Any], namespaced: bool) -> l
 
 def validate_labels(labels: Mapping[str, Any], path: str) -> list[FieldError]:
     errs: list[FieldError] = []
+    # One error per message, as ValidateLabels does with IsQualifiedName / IsValidLabelValue.
     for key, value in labels.items():
-        err = label_key_error(str(key))
-        if err:
-            errs.append(FieldError(path, "Invalid", err, key))
+        for msg in label_key_errors(str(key)):
+            errs.append(FieldError(path, "Invalid", msg, key))
         if not isinstance(value, str):
             errs.append(FieldError(path, "Invalid", "label values must be strings", value))
             continue
-        err = label_value_error(value)
-        if err:
-            errs.append(FieldError(path, "Invalid", err, value))
+        for msg in label_value_errors(value):
+            errs.append(FieldError(path, "Invalid", msg, value))
     return errs
 
 
@@ -159,7 +167,7 @@ def _validate_container(c: JSON, path: str, seen_ports: set[tuple[Any, Any]]) ->
             errs += _validate_port_number(port["hostPort"], f"{ppath}.hostPort")
         pname = port.get("name")
         if pname:
-            if len(str(pname)) > 15 or not _IANA_SVC_NAME.match(str(pname)):
+            if len(str(pname)) > 15 or not _IANA_SVC_NAME.fullmatch(str(pname)):
                 errs.append(
                     FieldError(
                         f"{ppath}.name",
@@ -169,7 +177,7 @@ def _validate_container(c: JSON, path: str, seen_ports: set[tuple[Any, Any]]) ->
                         pname,
                     )
                 )
-            elif pname in port_names:
+            elif _hashable(pname) in port_names:
                 errs.append(FieldError(f"{ppath}.name", "Duplicate", value=pname))
             port_names.add(str(pname))
         protocol = port.get("protocol", "TCP")
@@ -184,7 +192,7 @@ def _validate_container(c: JSON, path: str, seen_ports: set[tuple[Any, Any]]) ->
         ename = env.get("name")
         if not ename:
             errs.append(FieldError(f"{path}.env[{j}].name", "Required"))
-        elif not _ENV_NAME.match(str(ename)):
+        elif not _ENV_NAME.fullmatch(str(ename)):
             errs.append(
                 FieldError(
                     f"{path}.env[{j}].name",
@@ -214,7 +222,7 @@ def validate_pod_spec(
             errs += _validate_container(c, f"{path}.{key}[{i}]", seen_ports)
             name = c.get("name")
             if name:
-                if name in names:
+                if str(name) in names:
                     errs.append(FieldError(f"{path}.{key}[{i}].name", "Duplicate", value=name))
                 names.add(str(name))
     restart = spec.get("restartPolicy", "Always")
@@ -238,7 +246,9 @@ def validate_pod_spec(
         vname = _as_dict(vol).get("name")
         if not vname:
             errs.append(FieldError(f"{path}.volumes[{i}].name", "Required"))
-        elif vname in volume_names:
+        elif err := dns1123_label_error(str(vname)):
+            errs.append(FieldError(f"{path}.volumes[{i}].name", "Invalid", err, vname))
+        elif str(vname) in volume_names:
             errs.append(FieldError(f"{path}.volumes[{i}].name", "Duplicate", value=vname))
         else:
             volume_names.add(str(vname))
@@ -255,28 +265,23 @@ def _validate_selector_and_template(
     selector = spec.get("selector")
     template = _as_dict(spec.get("template"))
     if selector_required:
+        labels = _as_dict(template.get("metadata")).get("labels")
         if not isinstance(selector, dict) or (
             not selector.get("matchLabels") and not selector.get("matchExpressions")
         ):
             errs.append(FieldError(f"{path}.selector", "Required"))
-            selector = None
+            if selector is None:
+                # A nil selector is labels.Nothing() upstream: it matches no template, reported too.
+                errs.append(_template_mismatch(path, labels))
         else:
+            errs += validate_label_selector(selector, f"{path}.selector")
             try:
                 parsed = selector_from_object(selector)
-            except SelectorError as exc:
-                errs.append(FieldError(f"{path}.selector", "Invalid", str(exc), selector))
-                parsed = None
-            errs += validate_labels(_as_dict(selector.get("matchLabels")), f"{path}.selector.matchLabels")
-            labels = _as_dict(_as_dict(template.get("metadata")).get("labels"))
-            if parsed is not None and not parsed.matches(labels):
-                errs.append(
-                    FieldError(
-                        f"{path}.template.metadata.labels",
-                        "Invalid",
-                        "`selector` does not match template `labels`",
-                        labels,
-                    )
-                )
+            except SelectorError:
+                errs.append(FieldError(f"{path}.selector", "Invalid", "invalid label selector", selector))
+            else:
+                if not parsed.matches(_as_dict(labels)):
+                    errs.append(_template_mismatch(path, labels))
     if not template:
         errs.append(FieldError(f"{path}.template", "Required"))
     else:
@@ -284,6 +289,53 @@ def _validate_selector_and_template(
             _as_dict(_as_dict(template.get("metadata")).get("labels")), f"{path}.template.metadata.labels"
         )
         errs += validate_pod_spec(template.get("spec"), f"{path}.template.spec", restart)
+    return errs
+
+
+def _template_mismatch(path: str, labels: Any) -> FieldError:
+    # Upstream prints the template's labels with %#v: a missing map is "map[string]string(nil)".
+    return FieldError(
+        f"{path}.template.metadata.labels",
+        "Invalid",
+        "`selector` does not match template `labels`",
+        NIL_STRING_MAP if labels is None else labels,
+    )
+
+
+def validate_label_selector(selector: Any, path: str) -> list[FieldError]:
+    """``ValidateLabelSelector``: matchLabels syntax and each matchExpressions requirement."""
+    if not isinstance(selector, dict):
+        return []
+    errs = validate_labels(_as_dict(selector.get("matchLabels")), f"{path}.matchLabels")
+    for i, expr in enumerate(_as_list(selector.get("matchExpressions"))):
+        expr = _as_dict(expr)
+        epath = f"{path}.matchExpressions[{i}]"
+        operator = expr.get("operator")
+        values = _as_list(expr.get("values"))
+        if operator in ("In", "NotIn"):
+            if not values:
+                errs.append(
+                    FieldError(
+                        f"{epath}.values", "Required", "must be specified when `operator` is 'In' or 'NotIn'"
+                    )
+                )
+        elif operator in ("Exists", "DoesNotExist"):
+            if values:
+                errs.append(
+                    FieldError(
+                        f"{epath}.values",
+                        "Forbidden",
+                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+                    )
+                )
+        else:
+            errs.append(FieldError(f"{epath}.operator", "Invalid", "not a valid selector operator", operator))
+        key = expr.get("key")
+        for msg in label_key_errors(key if isinstance(key, str) else ""):
+            errs.append(FieldError(f"{epath}.key", "Invalid", msg, key))
+        for j, value in enumerate(values):
+            for msg in label_value_errors(value) if isinstance(value, str) else ["must be a string"]:
+                errs.append(FieldError(f"{epath}.values[{j}]", "Invalid", msg, value))
     return errs
 
 
@@ -430,7 +482,7 @@ def _validate_service(obj: JSON) -> list[FieldError]:
             err = dns1123_label_error(str(pname))
             if err:
                 errs.append(FieldError(f"{path}.name", "Invalid", err, pname))
-            elif pname in names:
+            elif str(pname) in names:
                 errs.append(FieldError(f"{path}.name", "Duplicate", value=pname))
             names.add(str(pname))
         if "port" not in port:
@@ -444,7 +496,7 @@ def _validate_service(obj: JSON) -> list[FieldError]:
                     f"{path}.protocol", "NotSupported", 'supported values: "SCTP", "TCP", "UDP"', protocol
                 )
             )
-        key = (port.get("port"), protocol)
+        key = (_hashable(port.get("port")), _hashable(protocol))
         if key in seen:
             errs.append(FieldError(path, "Duplicate", value={"port": key[0], "protocol": key[1]}))
         seen.add(key)
@@ -477,7 +529,7 @@ def _validate_data_keys(obj: JSON, fields: tuple[str, ...]) -> list[FieldError]:
     seen: set[str] = set()
     for field in fields:
         for key in _as_dict(obj.get(field)):
-            if not _CONFIG_KEY.match(str(key)) or len(str(key)) > 253:
+            if not _CONFIG_KEY.fullmatch(str(key)) or len(str(key)) > 253:
                 errs.append(
                     FieldError(
                         f"{field}[{key}]",
@@ -518,12 +570,15 @@ def _validate_hpa(obj: JSON) -> list[FieldError]:
     if not ref.get("name"):
         errs.append(FieldError("spec.scaleTargetRef.name", "Required"))
     max_r = spec.get("maxReplicas")
-    min_r = spec.get("minReplicas", 1)
-    if not isinstance(max_r, int) or max_r < 1:
-        errs.append(FieldError("spec.maxReplicas", "Invalid", "must be greater than or equal to 1", max_r))
+    min_r = spec.get("minReplicas")
+    if min_r is None:  # unset (or null): minReplicas defaults to 1
+        min_r = 1
+    # Messages and checks as validateHorizontalPodAutoscalerSpec (each check independent of the others).
     if not isinstance(min_r, int) or min_r < 1:
         errs.append(FieldError("spec.minReplicas", "Invalid", "must be greater than or equal to 1", min_r))
-    elif isinstance(max_r, int) and min_r > max_r:
+    if not isinstance(max_r, int) or max_r < 1:
+        errs.append(FieldError("spec.maxReplicas", "Invalid", "must be greater than 0", max_r))
+    if isinstance(max_r, int) and isinstance(min_r, int) and max_r < min_r:
         errs.append(
             FieldError("spec.maxReplicas", "Invalid", "must be greater than or equal to `minReplicas`", max_r)
         )

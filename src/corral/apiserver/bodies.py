@@ -8,6 +8,7 @@ we measure the expanded size of the composed node graph (memoised) before constr
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -20,6 +21,10 @@ MAX_DEPTH = 100
 
 class BodyError(ValueError):
     """The body cannot be decoded; the message says why."""
+
+
+class NestingError(BodyError):
+    """The body is nested deeper than :data:`MAX_DEPTH`; no other decoder should try it."""
 
 
 def _yaml_size_and_depth(root: yaml.Node) -> tuple[int, int]:
@@ -57,21 +62,60 @@ def _yaml_size_and_depth(root: yaml.Node) -> tuple[int, int]:
     return sizes[id(root)]
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without the implicit timestamp type: as with sigs.k8s.io/yaml (go-yaml v2 decoding into
+    interface{}), ``2024-01-01`` stays the string written, and ``2024-13-01`` is no error."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, (int, float)) and math.isfinite(key):
+        return str(key)
+    raise BodyError(f"error converting YAML to JSON: unsupported map key of type {type(key).__name__}")
+
+
+def _jsonable(value: Any) -> Any:
+    """A constructed YAML value as JSON, the way sigs.k8s.io/yaml converts it: numeric and boolean map
+    keys become strings (``80: http`` in a ConfigMap), and values JSON cannot hold are errors."""
+    if isinstance(value, dict):
+        return {_json_key(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BodyError(f"error converting YAML to JSON: {value} is not a JSON number")
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    raise BodyError(f"error converting YAML to JSON: unsupported value of type {type(value).__name__}")
+
+
 def load_yaml_documents(text: str) -> list[Any]:
     """All documents of a (multi-document) YAML stream, with expansion and depth limits."""
     docs: list[Any] = []
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             while loader.check_node():
                 node = loader.get_node()
                 if node is None:
                     continue
                 _yaml_size_and_depth(node)
-                docs.append(loader.construct_document(node))
+                docs.append(_jsonable(loader.construct_document(node)))
         finally:
             loader.dispose()
     except yaml.YAMLError as exc:
+        raise BodyError(f"error converting YAML to JSON: {exc}") from exc
+    except ValueError as exc:  # a constructor's own limit, such as an integer with 5000 digits
+        if isinstance(exc, BodyError):
+            raise
         raise BodyError(f"error converting YAML to JSON: {exc}") from exc
     except RecursionError as exc:
         raise BodyError(f"YAML document is nested deeper than {MAX_DEPTH} levels") from exc
@@ -83,7 +127,7 @@ def check_depth(value: Any, limit: int = MAX_DEPTH) -> None:
     while stack:
         item, depth = stack.pop()
         if depth > limit:
-            raise BodyError(f"object is nested deeper than {limit} levels")
+            raise NestingError(f"object is nested deeper than {limit} levels")
         if isinstance(item, dict):
             stack.extend((v, depth + 1) for v in item.values())
         elif isinstance(item, list):
@@ -95,7 +139,7 @@ def decode_json(raw: bytes) -> Any:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         if "depth" in str(exc) or "recursion" in str(exc):
-            raise BodyError(f"object is nested deeper than {MAX_DEPTH} levels") from exc
+            raise NestingError(f"object is nested deeper than {MAX_DEPTH} levels") from exc
         raise BodyError(f"couldn't get version/kind; json parse error: {exc}") from exc
     check_depth(value)
     return value
@@ -108,8 +152,10 @@ def decode_body(raw: bytes, content_type: str) -> Any:
         if stripped[:1] in (b"{", b"["):
             try:
                 return decode_json(raw)
+            except NestingError:
+                raise  # valid JSON, just too deep: re-parsing it as YAML would only cost time
             except BodyError:
-                pass
+                pass  # YAML flow style such as {a: 1} is not JSON
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:

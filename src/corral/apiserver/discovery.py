@@ -124,7 +124,8 @@ def api_resource_list(group: str, version: str, registry: Registry = REGISTRY) -
                 "kind": sub.kind or rt.kind,
                 "verbs": list(sub.verbs),
             }
-            if sub.group or sub.version:
+            if (sub.group or sub.version) and (sub.group, sub.version) != (rt.group, rt.version):
+                # Only a subresource served in another group-version names it (deployments/scale).
                 sub_entry["group"] = sub.group
                 sub_entry["version"] = sub.version
             resources.append(sub_entry)

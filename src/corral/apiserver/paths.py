@@ -27,7 +27,9 @@ class UnknownPath(Exception):
 
 
 def parse_path(path: str, registry: Registry = REGISTRY) -> Target:
-    parts = [p for p in path.split("/") if p]
+    parts = path.strip("/").split("/")
+    if "" in parts:  # "namespaces//pods" must not quietly become a GET of namespace "pods"
+        raise UnknownPath(path)
     if len(parts) >= 2 and parts[0] == "api" and parts[1] == "v1":
         group, version, rest = "", "v1", parts[2:]
     elif len(parts) >= 3 and parts[0] == "apis":
@@ -45,6 +47,9 @@ def parse_path(path: str, registry: Registry = REGISTRY) -> Target:
     if rt is None or len(rest) > 3:
         raise UnknownPath(path)
     if namespace is not None and not rt.namespaced:
+        raise UnknownPath(path)
+    if namespace is None and rt.namespaced and len(rest) > 1:
+        # "/api/v1/pods" lists all namespaces; "/api/v1/pods/x" is no route upstream (a plain 404).
         raise UnknownPath(path)
     name = rest[1] if len(rest) >= 2 else None
     sub = rest[2] if len(rest) == 3 else None

@@ -15,6 +15,7 @@ import orjson
 
 from corral.api.fielderrors import Cause as Cause
 from corral.api.fielderrors import FieldError as FieldError
+from corral.api.fielderrors import go_quote
 from corral.api.resources import ResourceType
 
 
@@ -166,16 +167,14 @@ def timeout(message: str) -> ApiError:
 
 
 def invalid(kind: str, group: str, name: str, errors: list[FieldError]) -> ApiError:
-    """422 Invalid, message as ``Deployment.apps "x" is invalid: <path>: <msg>`` (bracketed when several)."""
+    """422 Invalid, message as ``Deployment.apps "x" is invalid: <path>: <msg>`` (bracketed when several).
+
+    As ``errors.NewInvalid`` with ``ErrorList.ToAggregate``: repeated messages appear once in the summary
+    (every cause is kept), and an empty list gives just ``... is invalid``.
+    """
     qualified = f"{kind}.{group}" if group else kind
-    parts = [f"{e.path}: {e.message()}" for e in errors]
-    summary = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    return ApiError(
-        422,
-        "Invalid",
-        f'{qualified} "{name}" is invalid: {summary}',
-        name,
-        group,
-        kind,
-        [e.cause() for e in errors],
-    )
+    parts = list(dict.fromkeys(f"{e.path}: {e.message()}" for e in errors))
+    message = f"{qualified} {go_quote(name)} is invalid"
+    if parts:
+        message += ": " + (parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]")
+    return ApiError(422, "Invalid", message, name, group, kind, [e.cause() for e in errors])
