@@ -69,7 +69,9 @@ def selector_string(selector: Any) -> str | None:
         key, op, values = expr.get("key"), expr.get("operator"), expr.get("values")
         if values is None:
             values = []
-        if not isinstance(key, str) or not isinstance(op, str) or not isinstance(values, list) or not _key_ok(key):
+        if not isinstance(key, str) or not isinstance(op, str) or not isinstance(values, list):
+            return None
+        if not _key_ok(key):
             return None
         if any(not isinstance(v, str) or not _value_ok(v) for v in values):
             return None
