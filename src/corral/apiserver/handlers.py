@@ -18,7 +18,9 @@ from corral.api import printing
 from corral.api.resources import ResourceType
 from corral.apiserver import status as st
 from corral.apiserver.bodies import MAX_BODY_BYTES, BodyError, decode_body
+from corral.apiserver.nodeproxy import NodeDirectory
 from corral.apiserver.paths import Target, UnknownPath, parse_path
+from corral.apiserver.podstreams import PodStreams
 from corral.apiserver.rest import (
     PATCH_APPLY,
     PATCH_JSON,
@@ -133,8 +135,9 @@ def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
 class ResourceHandlers:
     """aiohttp handlers over one :class:`ResourceAPI`."""
 
-    def __init__(self, api: ResourceAPI) -> None:
+    def __init__(self, api: ResourceAPI, nodes: NodeDirectory | None = None) -> None:
         self.api = api
+        self.pod_streams = PodStreams(api, nodes or NodeDirectory())
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return [
@@ -154,6 +157,12 @@ class ResourceHandlers:
 
     async def _dispatch(self, request: web.Request, t: Target) -> web.StreamResponse:
         method = request.method
+        if t.subresource == "log" and method == "GET" and t.name:
+            return await self.pod_streams.logs(request, t.rt, t.namespace, t.name)
+        if t.subresource == "exec" and method in ("GET", "POST") and t.name:
+            return await self.pod_streams.exec(request, t.rt, t.namespace, t.name)
+        if t.subresource == "binding" and method == "POST" and t.name:
+            return await self._bind(request, t)
         if t.subresource in ("log", "exec", "portforward", "attach", "eviction", "binding"):
             raise st.ApiError(
                 405,
@@ -327,6 +336,23 @@ class ResourceHandlers:
                 "metadata": {"resourceVersion": str(self.api.store.revision)},
                 "items": deleted,
             }
+        )
+
+    # ------------------------------------------------------------------ binding
+
+    async def _bind(self, request: web.Request, t: Target) -> web.Response:
+        assert t.name is not None and t.namespace is not None
+        body = await read_body(request, BODY_TYPES)
+        if not isinstance(body, dict) or not isinstance(body.get("target"), dict):
+            raise st.bad_request("a Binding needs a target (the node to bind the pod to)")
+        meta: JSON = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
+        if meta.get("name") not in (None, t.name):
+            raise st.bad_request(
+                f"the name of the Binding ({meta.get('name')}) does not match the pod ({t.name})"
+            )
+        await self.api.bind(t.namespace, t.name, str(body["target"].get("name") or ""), meta.get("uid"))
+        return json_response(
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201
         )
 
     # ------------------------------------------------------------------ scale

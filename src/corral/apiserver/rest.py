@@ -740,6 +740,71 @@ class ResourceAPI:
             return _to_scale(result.obj)
         raise st.conflict(rt, name, "too many concurrent writers; retry")
 
+    # ------------------------------------------------------------------ binding subresource (scheduler)
+    # pods/binding, as upstream's BindingREST.assignPod: a CAS read-modify-write of the stored pod that sets
+    # spec.nodeName and the PodScheduled condition in one revision. Strategy is skipped on purpose (a main
+    # resource write may not touch status); validation and the store CAS are the same as for any update.
+
+    async def bind(
+        self,
+        namespace: str,
+        name: str,
+        node_name: str,
+        expected_uid: str | None = None,
+        opts: WriteOptions = WriteOptions(),
+    ) -> JSON:
+        """Assign pod ``namespace/name`` to ``node_name``; returns the bound pod.
+
+        409 Conflict when the pod already has a node, is being deleted, or its uid is not ``expected_uid``.
+        """
+        from corral.util.clock import rfc3339
+
+        rt = REGISTRY.by_path("", "v1", "pods")
+        assert rt is not None
+        if not node_name:
+            raise st.invalid("Binding", "", name, [st.FieldError("target.name", "Required", "")])
+        key = rt.key(namespace, name)
+        for _ in range(_MAX_CAS_RETRIES):
+            try:
+                current = await self.store.get(key)
+            except NotFound as exc:
+                raise st.not_found(rt, name) from exc
+            meta = current.get("metadata") or {}
+            if expected_uid and meta.get("uid") != expected_uid:
+                raise st.conflict(
+                    rt,
+                    name,
+                    f"Precondition failed: UID in precondition: {expected_uid}, "
+                    f"UID in object meta: {meta.get('uid')}",
+                )
+            if meta.get("deletionTimestamp"):
+                raise st.conflict(rt, name, f"pod {name} is being deleted, cannot be assigned to a host")
+            assigned = (current.get("spec") or {}).get("nodeName")
+            if assigned:
+                raise st.conflict(rt, name, f'pod {name} is already assigned to node "{assigned}"')
+            new = copy.deepcopy(current)
+            new.setdefault("spec", {})["nodeName"] = node_name
+            status = new.setdefault("status", {})
+            conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+            previous = [c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"]
+            since = rfc3339(self.clock.now())
+            if previous and previous[0].get("status") == "True" and previous[0].get("lastTransitionTime"):
+                since = previous[0]["lastTransitionTime"]
+            conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": since})
+            status["conditions"] = conditions
+            new["metadata"]["resourceVersion"] = str(_rv(current))
+            errors = validate_object(rt.kind, new, rt.namespaced) + validate_update(rt.kind, new, current)
+            if errors:
+                raise self._invalid(rt, new, errors)
+            try:
+                result = await self._commit_update(rt, namespace, name, new, current, opts, _rv(current))
+            except st.ApiError as exc:
+                if exc.reason == "Conflict":
+                    continue  # someone else wrote the pod in between: read again and re-check
+                raise
+            return result.obj
+        raise st.conflict(rt, name, "too many concurrent writers; retry")
+
     # ------------------------------------------------------------------ delete
 
     async def delete(
@@ -784,12 +849,17 @@ class ResourceAPI:
                 )
             if opts.dry_run:
                 return from_storage(rt.api_version, rt.kind, current), True
+            grace = _pod_grace(rt, current, opts)
             if meta.get("deletionTimestamp"):
-                return from_storage(rt.api_version, rt.kind, current), False
-            if rt.kind == "Namespace":
+                # Already terminating: only a zero grace period (the agent confirming the processes are
+                # gone, or --force) finishes it, and only once no finalizer remains.
+                if grace != 0 or meta.get("finalizers"):
+                    return from_storage(rt.api_version, rt.kind, current), False
+            elif rt.kind == "Namespace":
                 return await self._delete_namespace(rt, current), False
-            if meta.get("finalizers"):
-                marked = mark_deleting(current, self.clock.now(), 0)
+            elif meta.get("finalizers") or grace:
+                # Graceful pod deletion: the node agent stops the processes, then deletes with grace 0.
+                marked = mark_deleting(current, self.clock.now(), grace or 0)
                 try:
                     stored = await self.store.update(key, marked, _rv(current))
                 except Conflict:
@@ -988,3 +1058,16 @@ def _to_scale(obj: JSON) -> JSON:
             "selector": format_selector_object(spec.get("selector")).replace("<none>", ""),
         },
     }
+
+
+def _pod_grace(rt: ResourceType, obj: JSON, opts: DeleteOptions) -> int:
+    """Seconds of graceful termination a DELETE asks for; 0 means delete now.
+
+    Only pods bound to a node terminate gracefully (their agent must stop processes first); an unscheduled
+    pod has nothing running and goes at once, as upstream.
+    """
+    if rt.kind != "Pod" or not (obj.get("spec") or {}).get("nodeName"):
+        return 0
+    if opts.grace_period_seconds is not None:
+        return max(0, int(opts.grace_period_seconds))
+    return int((obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30) or 0)

@@ -92,6 +92,10 @@ class Transport(Protocol):
         dry_run: bool = False,
     ) -> JSON: ...
 
+    async def bind(self, namespace: str, name: str, node_name: str, *, uid: str | None = None) -> None:
+        """Assign a pod to a node (``POST pods/{name}/binding``); 409 if already bound or uid differs."""
+        ...
+
     def watch(
         self,
         rt: ResourceType,

@@ -222,6 +222,19 @@ class HttpTransport:
         result: JSON = await self.request("DELETE", resource_path(rt, namespace, name), body=body)
         return result
 
+    async def bind(self, namespace: str, name: str, node_name: str, *, uid: str | None = None) -> None:
+        metadata: JSON = {"name": name, "namespace": namespace}
+        if uid:
+            metadata["uid"] = uid  # upstream checks it as a precondition
+        body = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": metadata,
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node_name},
+        }
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}/binding"
+        await self.request("POST", path, body=body)
+
     async def watch(
         self,
         rt: ResourceType,

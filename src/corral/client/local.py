@@ -112,6 +112,9 @@ class LocalTransport:
             return st.success_status(rt, name, str((obj.get("metadata") or {}).get("uid", "")))
         return copy.deepcopy(obj)
 
+    async def bind(self, namespace: str, name: str, node_name: str, *, uid: str | None = None) -> None:
+        await self.api.bind(namespace, name, node_name, uid)
+
     async def watch(
         self,
         rt: ResourceType,

@@ -1,0 +1,354 @@
+"""The scheduler: a pure placement function, and the controller loop that feeds it and applies its answer.
+
+``schedule(pod, snapshot)`` filters the nodes (``feasibility``), scores the rest (``scoring``) and names the
+best, or says in upstream's words why none fits. It has no state and does no IO, so it is replaceable
+wholesale by a fuller scheduler later.
+
+``Scheduler`` is the IO edge: informers over pods (all namespaces) and nodes, a work queue of pods waiting
+for a node, and a single worker, so each decision sees the bindings made before it. A binding is
+*assumed* (counted on its node) from the moment the server accepts it until the pod watch shows it, so a
+burst of replicas spreads instead of piling onto the node that looked emptiest a moment ago. A pod that
+fits nowhere gets ``PodScheduled=False`` (reason Unschedulable) and one ``FailedScheduling`` event per
+distinct message (a repeat bumps the event's count), then waits for a node change or its backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from corral.api.quantity import QuantityError
+from corral.api.resources import REGISTRY, ResourceType
+from corral.apiserver import status as st
+from corral.client.base import Transport
+from corral.client.informer import Informer
+from corral.client.workqueue import ShutDown, WorkQueue
+from corral.scheduler.binder import Binder, BindOutcome
+from corral.scheduler.feasibility import failure_message, find_feasible
+from corral.scheduler.scoring import NodeScore, score_nodes
+from corral.scheduler.snapshot import NodeInfo, PodInfo, Snapshot, placement
+from corral.util.backoff import ExponentialBackoff
+from corral.util.clock import Clock, SystemClock, rfc3339
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+DEFAULT_SCHEDULER = "default-scheduler"
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+
+def _rt(plural: str) -> ResourceType:
+    rt = REGISTRY.by_path("", "v1", plural)
+    assert rt is not None, plural
+    return rt
+
+
+PODS = _rt("pods")
+NODES = _rt("nodes")
+EVENTS = _rt("events")
+
+
+# ---------------------------------------------------------------------------------------------- pure part
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    node: str | None
+    """The chosen node, or None when the pod fits nowhere."""
+    reason: str
+    """``Successfully assigned ns/pod to node``, or the FailedScheduling message."""
+    scores: tuple[NodeScore, ...] = ()
+
+
+def schedule(pod: PodInfo, snapshot: Snapshot) -> Decision:
+    """Where ``pod`` should run given ``snapshot``: the best-scoring node that passes every filter."""
+    feasible, failures = find_feasible(pod, snapshot)
+    if not feasible:
+        return Decision(None, failure_message(len(snapshot.nodes), failures))
+    scores = score_nodes(pod, feasible)
+    best = scores[0].name
+    return Decision(best, f"Successfully assigned {pod.namespace}/{pod.name} to {best}", tuple(scores))
+
+
+def needs_scheduling(obj: JSON, scheduler_name: str = DEFAULT_SCHEDULER) -> bool:
+    """A live pod without a node that names this scheduler (or none, which means the default one)."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    return (
+        not spec.get("nodeName")
+        and (spec.get("schedulerName") or DEFAULT_SCHEDULER) == scheduler_name
+        and not meta.get("deletionTimestamp")
+        and (obj.get("status") or {}).get("phase") not in TERMINAL_PHASES
+    )
+
+
+def with_unschedulable_condition(pod: JSON, message: str, now: str) -> JSON | None:
+    """A copy of ``pod`` with PodScheduled=False/Unschedulable/``message``; None when it already says so."""
+    conditions = list((pod.get("status") or {}).get("conditions") or [])
+    previous = next((c for c in conditions if c.get("type") == "PodScheduled"), None)
+    if (
+        previous is not None
+        and previous.get("status") == "False"
+        and previous.get("reason") == "Unschedulable"
+        and previous.get("message") == message
+    ):
+        return None
+    since = now
+    if previous is not None and previous.get("status") == "False" and previous.get("lastTransitionTime"):
+        since = previous["lastTransitionTime"]
+    condition = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastTransitionTime": since,
+    }
+    out = copy.deepcopy(pod)
+    status = out.setdefault("status", {})
+    status["conditions"] = [c for c in conditions if c.get("type") != "PodScheduled"] + [condition]
+    return out
+
+
+def event_name(pod: JSON, reason: str, message: str) -> str:
+    """Deterministic: the same pod, reason and message always name the same Event, so repeats collapse."""
+    meta = pod.get("metadata") or {}
+    digest = hashlib.sha256(f"{meta.get('uid')}\0{reason}\0{message}".encode()).hexdigest()[:16]
+    prefix = str(meta.get("name") or "pod")[:236].rstrip(".-")
+    return f"{prefix}.{digest}"
+
+
+def new_event(pod: JSON, event_type: str, reason: str, message: str, now: str, component: str) -> JSON:
+    meta = pod.get("metadata") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": event_name(pod, reason, message), "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "namespace": meta.get("namespace"),
+            "name": meta.get("name"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "type": event_type,
+        "source": {"component": component},
+        "reportingComponent": component,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
+def repeated_event(existing: JSON, now: str) -> JSON:
+    out = copy.deepcopy(existing)
+    out["count"] = int(existing.get("count") or 1) + 1
+    out["lastTimestamp"] = now
+    return out
+
+
+def _pod_fingerprint(obj: JSON) -> tuple[Any, ...]:
+    """What scheduling reads from a pod: a change here (not a status write) deserves a new attempt."""
+    meta = obj.get("metadata") or {}
+    return (meta.get("uid"), meta.get("labels"), meta.get("ownerReferences"), obj.get("spec"))
+
+
+def _node_fingerprint(obj: JSON | None) -> tuple[Any, ...] | None:
+    """What scheduling reads from a node: heartbeats that change nothing here do not requeue anyone."""
+    if obj is None:
+        return None
+    info = NodeInfo.from_object(obj)
+    return (info.labels, info.ready, info.unschedulable, info.taints, info.allocatable)
+
+
+# ---------------------------------------------------------------------------------------------- controller
+
+
+class Scheduler:
+    """Binds pending pods to nodes until cancelled: ``await Scheduler(transport).run()``."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        clock: Clock | None = None,
+        *,
+        name: str = DEFAULT_SCHEDULER,
+        backoff: ExponentialBackoff | None = None,
+    ) -> None:
+        self.transport = transport
+        self.clock: Clock = clock or SystemClock()
+        self.name = name
+        self.pods = Informer(transport, PODS)
+        self.nodes = Informer(transport, NODES)
+        self.queue: WorkQueue[str] = WorkQueue(backoff or ExponentialBackoff(base=1.0, cap=60.0))
+        self.binder = Binder(transport)
+        self._assumed: dict[str, tuple[str, str]] = {}  # pod key → (uid, node) bound but not yet watched
+        self._unschedulable: dict[str, tuple[Any, ...]] = {}  # pod key → fingerprint when it did not fit
+        self._node_fingerprints: dict[str, tuple[Any, ...] | None] = {}
+        self._pod_infos: dict[str, tuple[str, PodInfo]] = {}  # pod key → (resourceVersion, view)
+
+    # ------------------------------------------------------------------ loop
+
+    async def run(self) -> None:
+        self.pods.add_handler(self._on_pod)
+        self.nodes.add_handler(self._on_node)
+        tasks = [asyncio.create_task(self.pods.run()), asyncio.create_task(self.nodes.run())]
+        try:
+            await self.pods.wait_synced()
+            await self.nodes.wait_synced()
+            while True:
+                key = await self.queue.get()
+                try:
+                    await self.reconcile(key)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("scheduling %s failed; retrying with backoff", key)
+                    self.queue.add_rate_limited(key)
+                finally:
+                    self.queue.done(key)
+        except ShutDown:
+            pass
+        finally:
+            self.queue.shutdown()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _on_pod(self, key: str) -> None:
+        obj = self.pods.get(key)
+        assumed = self._assumed.get(key)
+        if assumed is not None and (
+            obj is None
+            or (obj.get("spec") or {}).get("nodeName")
+            or (obj.get("metadata") or {}).get("uid") != assumed[0]
+        ):
+            del self._assumed[key]
+        if obj is not None and needs_scheduling(obj, self.name):
+            # A status write on an unschedulable pod (ours, usually) is no reason to try again now.
+            if self._unschedulable.get(key) != _pod_fingerprint(obj):
+                self.queue.add(key)
+            return
+        self._unschedulable.pop(key, None)
+        if obj is None or (obj.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            self._requeue_unschedulable()  # its resources and ports are free again
+
+    def _on_node(self, key: str) -> None:
+        fingerprint = _node_fingerprint(self.nodes.get(key))
+        if self._node_fingerprints.get(key) == fingerprint and key in self._node_fingerprints:
+            return
+        if fingerprint is None:
+            self._node_fingerprints.pop(key, None)
+        else:
+            self._node_fingerprints[key] = fingerprint
+        self._requeue_unschedulable()
+
+    def _requeue_unschedulable(self) -> None:
+        for key in self._unschedulable:
+            self.queue.add(key)
+
+    # ------------------------------------------------------------------ one pod
+
+    def snapshot(self) -> Snapshot:
+        """The cluster as the caches show it, plus the bindings made but not yet watched."""
+        assumed: Mapping[str, str] = {uid: node for uid, node in self._assumed.values()}
+        infos: dict[str, tuple[str, PodInfo]] = {}
+        placements: list[tuple[str, PodInfo]] = []
+        for obj in self.pods.list():
+            node_name = placement(obj, assumed)
+            if not node_name:
+                continue
+            meta = obj.get("metadata") or {}
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            rv = str(meta.get("resourceVersion") or "")
+            cached = self._pod_infos.get(key)
+            info = (
+                cached[1]
+                if cached is not None and cached[0] == rv
+                else PodInfo.from_object(obj, strict=False)
+            )
+            infos[key] = (rv, info)
+            placements.append((node_name, info))
+        self._pod_infos = infos
+        return Snapshot.assemble((NodeInfo.from_object(n) for n in self.nodes.list()), placements)
+
+    async def reconcile(self, key: str) -> None:
+        obj = self.pods.get(key)
+        if obj is None or not needs_scheduling(obj, self.name):
+            self.queue.forget(key)
+            self._unschedulable.pop(key, None)
+            return
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        if uid and self._assumed.get(key, ("", ""))[0] == uid:
+            return  # bound already; the pod watch has not caught up
+        try:
+            pod = PodInfo.from_object(obj)
+        except QuantityError as exc:
+            decision = Decision(None, f"invalid resource requests: {exc}")
+        else:
+            decision = schedule(pod, self.snapshot())
+        if decision.node is None:
+            await self._unschedulable_pod(key, obj, decision.reason)
+            return
+        outcome = await self.binder.bind(
+            str(meta.get("namespace")), str(meta.get("name")), decision.node, uid
+        )
+        if outcome is BindOutcome.GONE:
+            self.queue.forget(key)
+            return
+        if outcome is BindOutcome.CONFLICT:
+            self.queue.add_rate_limited(key)  # the next attempt reads the pod again
+            return
+        seen = self.pods.get(key)
+        if seen is not None and not (seen.get("spec") or {}).get("nodeName"):
+            self._assumed[key] = (uid, decision.node)  # until the watch shows the binding (see _on_pod)
+        self._unschedulable.pop(key, None)
+        self.queue.forget(key)
+        await self._record_event(obj, "Normal", "Scheduled", decision.reason)
+
+    async def _unschedulable_pod(self, key: str, obj: JSON, message: str) -> None:
+        self._unschedulable[key] = _pod_fingerprint(obj)
+        try:
+            now = rfc3339(self.clock.now())
+            updated = with_unschedulable_condition(obj, message, now)
+            if updated is not None:
+                meta = obj["metadata"]
+                try:
+                    await self.transport.update(
+                        PODS, meta["namespace"], meta["name"], updated, subresource="status"
+                    )
+                except st.ApiError as exc:
+                    if exc.code not in (404, 409):
+                        raise
+                    # 404: gone, the watch will tell. 409: changed meanwhile; the backoff retry sees it.
+            await self._record_event(obj, "Warning", "FailedScheduling", message)
+        finally:
+            self.queue.add_rate_limited(key)
+
+    async def _record_event(self, pod: JSON, event_type: str, reason: str, message: str) -> None:
+        """Create the event, or bump the count of the one with the same message; best effort."""
+        now = rfc3339(self.clock.now())
+        namespace = (pod.get("metadata") or {}).get("namespace")
+        event = new_event(pod, event_type, reason, message, now, self.name)
+        try:
+            try:
+                await self.transport.create(EVENTS, namespace, event)
+            except st.ApiError as exc:
+                if exc.code != 409:
+                    raise
+                name = event["metadata"]["name"]
+                existing = await self.transport.get(EVENTS, namespace, name)
+                await self.transport.update(EVENTS, namespace, name, repeated_event(existing, now))
+        except st.ApiError as exc:
+            log.debug(
+                "event %s for pod %s not recorded: %s", reason, (pod.get("metadata") or {}).get("name"), exc
+            )
