@@ -15,6 +15,7 @@ from corral.apiserver import discovery, openapi
 from corral.apiserver import status as st
 from corral.apiserver.auth import TokenAuthenticator
 from corral.apiserver.handlers import ResourceHandlers, error_response, json_response
+from corral.apiserver.nodeproxy import NodeDirectory
 from corral.apiserver.rest import ResourceAPI
 
 log = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ async def safety_net(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 class ApiServerApp:
-    def __init__(self, api: ResourceAPI, authenticator: TokenAuthenticator | None, advertise: str) -> None:
+    def __init__(self, api: ResourceAPI, authenticator: TokenAuthenticator | None, advertise: str,
+                 nodes: NodeDirectory | None = None) -> None:
         self.api = api
+        self.nodes = nodes or NodeDirectory()
         self.authenticator = authenticator
         self.advertise = advertise
         self._agg_core = orjson.dumps(discovery.aggregated(core=True))
@@ -82,7 +85,7 @@ class ApiServerApp:
         app.router.add_get("/openapi/v3", self.openapi_index)
         app.router.add_get("/openapi/v3/{path:.+}", self.openapi_document)
         app.router.add_get("/openapi/v2", self.not_found)
-        app.router.add_routes(ResourceHandlers(self.api).routes())
+        app.router.add_routes(ResourceHandlers(self.api, self.nodes).routes())
         return app
 
     async def version(self, request: web.Request) -> web.Response:

@@ -1,0 +1,52 @@
+"""How the API server reaches a node's agent for ``pods/log`` and ``pods/exec``.
+
+A node agent implements :class:`NodeEndpoint`; agents running inside ``corral up`` register themselves in the
+:class:`NodeDirectory` directly (no sockets). Requests for a node that has no endpoint get a clear 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from corral.agent.runtimes.base import ExecStreams
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class LogOptions:
+    container: str
+    follow: bool = False
+    tail_lines: int | None = None
+    since_seconds: int | None = None
+    since_time: datetime | None = None
+    timestamps: bool = False
+    previous: bool = False
+    limit_bytes: int | None = None
+
+
+class NodeEndpoint(Protocol):
+    def container_logs(self, pod: JSON, options: LogOptions) -> AsyncIterator[bytes]:
+        """The container's log bytes (then, with ``follow``, new bytes as they come). Raises ApiError."""
+        ...
+
+    async def exec(self, pod: JSON, container: str, argv: list[str], streams: ExecStreams, tty: bool) -> int:
+        """Run ``argv`` in the container's environment; returns the exit code. Raises ApiError."""
+        ...
+
+
+class NodeDirectory:
+    def __init__(self) -> None:
+        self._endpoints: dict[str, NodeEndpoint] = {}
+
+    def register(self, node_name: str, endpoint: NodeEndpoint) -> None:
+        self._endpoints[node_name] = endpoint
+
+    def unregister(self, node_name: str) -> None:
+        self._endpoints.pop(node_name, None)
+
+    def get(self, node_name: str) -> NodeEndpoint | None:
+        return self._endpoints.get(node_name)
