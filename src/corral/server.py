@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
+import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,17 +20,28 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from corral.agent.agent import Agent, AgentConfig
+from corral.agent.runtimes.process import ProcessRuntime
 from corral.api.resources import REGISTRY
 from corral.apiserver import status as st
 from corral.apiserver.app import ApiServerApp
 from corral.apiserver.auth import TokenAuthenticator, admin_token, load_or_create_tokens
+from corral.apiserver.nodeproxy import NodeDirectory
 from corral.apiserver.rest import ResourceAPI
 from corral.apiserver.tls import default_sans, ensure_pki
+from corral.client.local import LocalTransport
+from corral.scheduler.scheduler import Scheduler
 from corral.store import EngineStore, open_store
 
 log = logging.getLogger(__name__)
 
 BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def default_node_name() -> str:
+    """The host name as a DNS-1123 subdomain (node names must be one)."""
+    name = re.sub(r"[^a-z0-9.-]", "-", socket.gethostname().lower()).strip("-.")
+    return name[:253] or "corral-node"
 
 
 def default_data_dir() -> Path:
@@ -43,6 +57,12 @@ class ServerConfig:
     """``memory``, a SQLite path, or None for ``<data-dir>/state.db``."""
     tls: bool = True
     auth: bool = True
+    node_name: str | None = None
+    """Name of the built-in node; defaults to the host name."""
+    agent: bool = True
+    scheduler: bool = True
+    keep_workloads: bool = False
+    """On a clean stop, leave pod processes running for the next start to adopt (SIGKILL leaves them too)."""
 
 
 def kubeconfig_document(
@@ -74,6 +94,9 @@ class CorralServer:
         self.url = ""
         self.kubeconfig_path = config.data_dir / "kubeconfig"
         self.token: str | None = None
+        self.nodes = NodeDirectory()
+        self.agent: Agent | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         cfg = self.config
@@ -93,7 +116,7 @@ class CorralServer:
             pki = ensure_pki(cfg.data_dir / "pki", default_sans([cfg.host]))
             ssl_context = pki.server_context()
             ca_pem = pki.ca_pem()
-        app = ApiServerApp(self.api, authenticator, f"{cfg.host}:{cfg.port}").build()
+        app = ApiServerApp(self.api, authenticator, f"{cfg.host}:{cfg.port}", self.nodes).build()
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(
@@ -109,6 +132,24 @@ class CorralServer:
         display_host = f"[{host}]" if ":" in host else host
         self.url = f"{scheme}://{display_host}:{port}"
         self.write_kubeconfig(ca_pem)
+        await self._start_node(host)
+
+    async def _start_node(self, address: str) -> None:
+        """The built-in scheduler and node agent, talking to the API in-process."""
+        assert self.api is not None
+        transport = LocalTransport(self.api)
+        if self.config.scheduler:
+            self._background.append(asyncio.create_task(Scheduler(transport).run(), name="scheduler"))
+        if self.config.agent:
+            name = self.config.node_name or default_node_name()
+            runtime = await ProcessRuntime.open(self.config.data_dir / "agent" / "runtime")
+            self.agent = Agent(
+                transport,
+                runtime,
+                AgentConfig(node_name=name, address=address, data_dir=self.config.data_dir / "agent"),
+            )
+            await self.agent.start()
+            self.nodes.register(name, self.agent)
 
     def write_kubeconfig(self, ca_pem: bytes | None) -> None:
         doc = kubeconfig_document(self.url, ca_pem, self.token)
@@ -119,6 +160,16 @@ class CorralServer:
         os.replace(tmp, self.kubeconfig_path)
 
     async def stop(self) -> None:
+        if self.agent is not None:
+            self.nodes.unregister(self.agent.config.node_name)
+            await self.agent.stop(stop_workloads=not self.config.keep_workloads)
+            self.agent = None
+        for task in self._background:
+            task.cancel()
+        for task in self._background:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._background = []
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -274,11 +274,20 @@ def test_crud_every_kind(api_client: client.ApiClient, ns: str, kind: str) -> No
     patched = getattr(api, f"patch_{scope}")(name, *args, k.patch)
     path, expected = k.check.split("=")
     assert str(_dig(patched, path)) == expected
-    read.metadata.labels = {"suite": "crud", "replaced": "yes"}
-    read.metadata.resource_version = patched.metadata.resource_version
-    replaced = getattr(api, f"replace_{scope}")(name, *args, read)
+    # Controllers (the scheduler, the node agent) may write the object meanwhile: replace is a CAS, so
+    # re-read and retry on 409 as any client must.
+    for _ in range(10):
+        fresh = getattr(api, f"read_{scope}")(name, *args)
+        fresh.metadata.labels = {"suite": "crud", "replaced": "yes"}
+        try:
+            replaced = getattr(api, f"replace_{scope}")(name, *args, fresh)
+            break
+        except ApiException as exc:
+            assert exc.status == 409
     assert replaced.metadata.labels["replaced"] == "yes"
-    getattr(api, f"delete_{scope}")(name, *args)
+    # Pods on a node terminate gracefully; grace 0 deletes at once, as on a real cluster.
+    extra = {"grace_period_seconds": 0} if kind == "pod" else {}
+    getattr(api, f"delete_{scope}")(name, *args, **extra)
     with pytest.raises(ApiException) as info:
         getattr(api, f"read_{scope}")(name, *args)
     assert info.value.status == 404

@@ -105,9 +105,12 @@ async def _run_cycles(data_dir: Path) -> None:
             list_rv = int(listing["metadata"]["resourceVersion"])
             assert list_rv >= max(acked.values(), default=0) and list_rv >= max_rv_seen
             max_rv_seen = list_rv
-        async with await _session(server) as session, session.post(
-            "/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "after-all"}}
-        ) as resp:
+        async with (
+            await _session(server) as session,
+            session.post(
+                "/api/v1/namespaces/default/configmaps", json={"metadata": {"name": "after-all"}}
+            ) as resp,
+        ):
             assert int((await resp.json())["metadata"]["resourceVersion"]) > max_rv_seen
     finally:
         server.stop()

@@ -30,8 +30,11 @@ CTX = PodContext(node_name="node-1", host_ip="127.0.0.1")
 def _pod(restart: str = "Always", deleting: bool = False, init: bool = False) -> dict:  # type: ignore[type-arg]
     pod: dict = {  # type: ignore[type-arg]
         "metadata": {"name": "p", "namespace": "default", "uid": "u1"},
-        "spec": {"restartPolicy": restart, "terminationGracePeriodSeconds": 30,
-                 "containers": [{"name": "main", "image": "python:3.11", "command": ["sleep", "9"]}]},
+        "spec": {
+            "restartPolicy": restart,
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{"name": "main", "image": "python:3.11", "command": ["sleep", "9"]}],
+        },
         "status": {"phase": "Pending", "qosClass": "BestEffort"},
     }
     if init:
@@ -46,12 +49,19 @@ def _running(attempt: int = 0, name: str = "main", started: datetime = NOW) -> C
     return ContainerStatus(ContainerId("u1", name, attempt), ContainerState.RUNNING, 100 + attempt, started)
 
 
-def _exited(attempt: int, code: int, ago: float = 1.0, ran: float = 5.0, name: str = "main",
-            reason: str = "") -> ContainerStatus:
+def _exited(
+    attempt: int, code: int, ago: float = 1.0, ran: float = 5.0, name: str = "main", reason: str = ""
+) -> ContainerStatus:
     finished = NOW - timedelta(seconds=ago)
-    return ContainerStatus(ContainerId("u1", name, attempt), ContainerState.EXITED, 100 + attempt,
-                           finished - timedelta(seconds=ran), finished, code,
-                           reason=reason or ("Completed" if code == 0 else "Error"))
+    return ContainerStatus(
+        ContainerId("u1", name, attempt),
+        ContainerState.EXITED,
+        100 + attempt,
+        finished - timedelta(seconds=ran),
+        finished,
+        code,
+        reason=reason or ("Completed" if code == 0 else "Error"),
+    )
 
 
 def test_new_pod_starts_its_container() -> None:
@@ -68,8 +78,13 @@ def test_running_ready_pod_status_like_kubelet() -> None:
     status = plan.status
     assert status["phase"] == "Running" and status["podIP"] == "127.0.0.1"
     conditions = {c["type"]: c["status"] for c in status["conditions"]}
-    assert conditions == {"PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True",
-                          "ContainersReady": "True", "PodScheduled": "True"}
+    assert conditions == {
+        "PodReadyToStartContainers": "True",
+        "Initialized": "True",
+        "Ready": "True",
+        "ContainersReady": "True",
+        "PodScheduled": "True",
+    }
     cs = status["containerStatuses"][0]
     assert cs["ready"] is True and cs["restartCount"] == 0 and "running" in cs["state"]
     assert cs["image"] == "python:3.11" and cs["imageID"] == ""
@@ -77,13 +92,21 @@ def test_running_ready_pod_status_like_kubelet() -> None:
 
 def test_first_crash_restarts_immediately_then_backs_off() -> None:
     policy = BackoffPolicy(base=10, cap=300)
-    first = container_step(Observed((_exited(0, 1),), consecutive_restarts=0), "Always", ProbeOutcome(), policy, NOW)
+    first = container_step(
+        Observed((_exited(0, 1),), consecutive_restarts=0), "Always", ProbeOutcome(), policy, NOW
+    )
     assert (first.step, first.attempt) == (Step.RESTART, 1)
-    second = container_step(Observed((_exited(0, 1), _exited(1, 1, ago=1)), consecutive_restarts=1), "Always",
-                            ProbeOutcome(), policy, NOW)
+    second = container_step(
+        Observed((_exited(0, 1), _exited(1, 1, ago=1)), consecutive_restarts=1),
+        "Always",
+        ProbeOutcome(),
+        policy,
+        NOW,
+    )
     assert second.step is Step.BACKOFF and second.wait == pytest.approx(9.0)
-    third = container_step(Observed((_exited(2, 1, ago=1),), consecutive_restarts=2), "Always",
-                           ProbeOutcome(), policy, NOW)
+    third = container_step(
+        Observed((_exited(2, 1, ago=1),), consecutive_restarts=2), "Always", ProbeOutcome(), policy, NOW
+    )
     assert third.wait == pytest.approx(19.0)
 
 
@@ -99,18 +122,22 @@ def test_crash_loop_status_shows_backoff_and_last_state() -> None:
 
 def test_healthy_run_resets_backoff() -> None:
     long_run = _exited(5, 1, ago=0, ran=11 * 60)
-    decision = container_step(Observed((long_run,), consecutive_restarts=5), "Always", ProbeOutcome(),
-                              BackoffPolicy(), NOW)
+    decision = container_step(
+        Observed((long_run,), consecutive_restarts=5), "Always", ProbeOutcome(), BackoffPolicy(), NOW
+    )
     assert decision.step is Step.RESTART
 
 
-@pytest.mark.parametrize(("policy", "code", "phase", "restart"), [
-    ("Never", 1, "Failed", False),
-    ("Never", 0, "Succeeded", False),
-    ("OnFailure", 0, "Succeeded", False),
-    ("OnFailure", 3, "Running", True),
-    ("Always", 0, "Running", True),
-])
+@pytest.mark.parametrize(
+    ("policy", "code", "phase", "restart"),
+    [
+        ("Never", 1, "Failed", False),
+        ("Never", 0, "Succeeded", False),
+        ("OnFailure", 0, "Succeeded", False),
+        ("OnFailure", 3, "Running", True),
+        ("Always", 0, "Running", True),
+    ],
+)
 def test_restart_policy_table(policy: str, code: int, phase: str, restart: bool) -> None:
     obs = {"main": Observed((_exited(0, code),))}
     plan = plan_pod(_pod(policy), obs, {}, NOW, CTX)
@@ -120,7 +147,9 @@ def test_restart_policy_table(policy: str, code: int, phase: str, restart: bool)
 
 def test_liveness_failure_kills_with_unhealthy_reason() -> None:
     obs = {"main": Observed((_running(),))}
-    plan = plan_pod(_pod(), obs, {"main": ProbeOutcome(ready=True, liveness_failed=True, message="HTTP 500")}, NOW, CTX)
+    plan = plan_pod(
+        _pod(), obs, {"main": ProbeOutcome(ready=True, liveness_failed=True, message="HTTP 500")}, NOW, CTX
+    )
     (kill,) = plan.actions
     assert kill.kind is ActionKind.KILL and kill.reason == "Unhealthy" and "HTTP 500" in kill.message
     assert kill.grace_seconds == 30
@@ -179,17 +208,29 @@ def test_backoff_monotonic_and_capped(n: int) -> None:
     assert 0 <= policy.delay(n) <= policy.delay(n + 1) <= 300
 
 
-@given(st.dictionaries(st.from_regex(r"[A-Z]{1,4}", fullmatch=True), st.text(max_size=5), max_size=4),
-       st.text(alphabet="$()ABCD xy", max_size=30))
+@given(
+    st.dictionaries(st.from_regex(r"[A-Z]{1,4}", fullmatch=True), st.text(max_size=5), max_size=4),
+    st.text(alphabet="$()ABCD xy", max_size=30),
+)
 def test_expand_is_identity_without_references(env: dict[str, str], text: str) -> None:
     if "$" not in text:
         assert expand(text, env) == text
 
 
-@pytest.mark.parametrize(("text", "out"), [
-    ("$(A)", "1"), ("x$(A)y", "x1y"), ("$(MISSING)", "$(MISSING)"), ("$$(A)", "$(A)"), ("$$", "$"),
-    ("$", "$"), ("$(A", "$(A"), ("a$b", "a$b"), ("$(A)$(B)", "12"),
-])
+@pytest.mark.parametrize(
+    ("text", "out"),
+    [
+        ("$(A)", "1"),
+        ("x$(A)y", "x1y"),
+        ("$(MISSING)", "$(MISSING)"),
+        ("$$(A)", "$(A)"),
+        ("$$", "$"),
+        ("$", "$"),
+        ("$(A", "$(A"),
+        ("a$b", "a$b"),
+        ("$(A)$(B)", "12"),
+    ],
+)
 def test_expand_table(text: str, out: str) -> None:
     assert expand(text, {"A": "1", "B": "2"}) == out
 

@@ -429,6 +429,7 @@ def test_secret_string_data_is_folded_into_base64_data() -> None:
     prepare_for_create(rt, created, datetime(2026, 1, 1, tzinfo=UTC), "uid-1")
     assert "stringData" not in created
     assert created["data"] == {"a": "Yg==", "pw": "aHVudGVyMg=="}
-    updated = prepare_for_update(rt, {"metadata": {"name": "s"}, "data": {"a": "Yg=="},
-                                      "stringData": {"a": "x"}}, created, None)
+    updated = prepare_for_update(
+        rt, {"metadata": {"name": "s"}, "data": {"a": "Yg=="}, "stringData": {"a": "x"}}, created, None
+    )
     assert updated["data"] == {"a": "eA=="} and "stringData" not in updated

@@ -92,3 +92,8 @@ def from_storage(api_version: str, kind: str, obj: JSON) -> JSON:
     if kind == "HorizontalPodAutoscaler" and api_version == "autoscaling/v1":
         return hpa_v2_to_v1(obj)
     return obj
+
+
+def needs_conversion(api_version: str, kind: str) -> bool:
+    """Whether objects of this served version differ from their stored form."""
+    return kind == "HorizontalPodAutoscaler" and api_version == "autoscaling/v1"

@@ -139,7 +139,8 @@ def _fold_string_data(obj: JSON) -> None:
     """Secret ``stringData`` is write-only: merge it into ``data`` (base64) as upstream's conversion does."""
     string_data = obj.pop("stringData", None)
     if isinstance(string_data, dict) and string_data:
-        data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+        existing = obj.get("data")
+        data: JSON = existing if isinstance(existing, dict) else {}
         for key, value in string_data.items():
             data[key] = base64.b64encode(str(value).encode()).decode()
         obj["data"] = data

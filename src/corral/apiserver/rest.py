@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from corral.api import schema
-from corral.api.conversion import from_storage, to_storage
+from corral.api.conversion import from_storage, needs_conversion, to_storage
 from corral.api.defaults import apply_defaults
 from corral.api.resources import REGISTRY, ResourceType
 from corral.api.selectors import (
@@ -194,17 +194,24 @@ class ResourceAPI:
         items: builtins.list[JSON] = []
         next_token = None
         remaining = 0
-        for obj in result_items:
-            meta = obj.get("metadata") or {}
-            key = rt.key(meta.get("namespace"), meta.get("name", ""))
-            if start and key <= start:
-                continue
-            if not _matches(obj, labels, fields):
-                continue
-            if limit and len(items) >= limit:
-                remaining += 1
-                continue
-            items.append(from_storage(rt.api_version, rt.kind, obj))
+        # The common case (no selector, no paging, no conversion) is the stored list itself: this loop
+        # is the hot path of a 10k-object LIST, so it does only the work a request needs.
+        filtering = bool(labels.requirements or fields.requirements)
+        converting = needs_conversion(rt.api_version, rt.kind)
+        if not start and not filtering and not limit and not converting:
+            items = list(result_items)
+        else:
+            for obj in result_items:
+                if start:
+                    meta = obj.get("metadata") or {}
+                    if rt.key(meta.get("namespace"), meta.get("name", "")) <= start:
+                        continue
+                if filtering and not _matches(obj, labels, fields):
+                    continue
+                if limit and len(items) >= limit:
+                    remaining += 1
+                    continue
+                items.append(from_storage(rt.api_version, rt.kind, obj) if converting else obj)
         rv = token_rv or str(revision)
         if remaining and items:
             last = items[-1]["metadata"]

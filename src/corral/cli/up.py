@@ -93,13 +93,30 @@ def up(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
     ] = 0,
+    node_name: Annotated[
+        str | None, typer.Option("--node-name", help="Name of the built-in node (default: the host name).")
+    ] = None,
+    keep_workloads: Annotated[
+        bool,
+        typer.Option(
+            "--keep-workloads",
+            help="On stop, leave pod processes running; the next `corral up` adopts them.",
+        ),
+    ] = False,
 ) -> None:
     """Run Corral (API server and all) in the foreground; writes a kubeconfig into the data dir."""
     from corral.server import ServerConfig, default_data_dir  # heavy imports: only `up` pays for them
 
     configure_logging(verbose)
     directory: Path = (data_dir or default_data_dir()).expanduser()
-    config = ServerConfig(data_dir=directory, host=host, port=port, store=store)
+    config = ServerConfig(
+        data_dir=directory,
+        host=host,
+        port=port,
+        store=store,
+        node_name=node_name,
+        keep_workloads=keep_workloads,
+    )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(config, Printer()))
 

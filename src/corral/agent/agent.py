@@ -1,0 +1,711 @@
+"""The node agent: registers its Node, renews its Lease, and converges the pods bound to it.
+
+Everything it learns goes through ``corral.client`` (the in-process transport inside ``corral up``, HTTP for a
+remote agent). Per pod it gathers observations (runtime instances, start failures, probe outcomes), asks the
+pure planner (``podsync.plan_pod``) what to do, applies the actions with the runtime and writes the status.
+Handlers only enqueue pod keys; the reconcile reads the whole state every time (level-triggered).
+
+It is also the node's endpoint for ``pods/log`` and ``pods/exec`` (``apiserver.nodeproxy.NodeEndpoint``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import shutil
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral.agent import logs as logfiles
+from corral.agent.environment import ConfigError, PodFacts, build_argv, build_environment, referenced_objects
+from corral.agent.node import lease_object, machine_facts, node_object, node_status
+from corral.agent.podsync import (
+    Action,
+    ActionKind,
+    BackoffPolicy,
+    Observed,
+    PodContext,
+    ProbeOutcome,
+    StartFailure,
+    plan_pod,
+)
+from corral.agent.ports import (
+    HostPortAllocator,
+    PortAllocationError,
+    declared_ports,
+    encode_ports,
+    pod_port_mapping,
+    port_env,
+    probe_host_ports,
+)
+from corral.agent.probes import (
+    ContainerProber,
+    Outcome,
+    ProbeConfigError,
+    ProbeKind,
+    ProbeResult,
+    ProbeTarget,
+    parse_container_probes,
+    runtime_exec_fn,
+)
+from corral.agent.runtimes.base import (
+    ContainerId,
+    ContainerSpec,
+    ContainerState,
+    ContainerStatus,
+    ExecStreams,
+    Runtime,
+    StartError,
+)
+from corral.api.quantity import parse_quantity
+from corral.api.resources import REGISTRY, ResourceType
+from corral.apiserver import status as st
+from corral.apiserver.nodeproxy import LogOptions
+from corral.client.base import Transport
+from corral.client.informer import Informer, object_key
+from corral.client.workqueue import ShutDown, WorkQueue
+from corral.util.clock import Clock, SystemClock
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+PORTS_ANNOTATION = "corral.dev/ports"
+BACKOFF_BASE_ANNOTATION = "corral.dev/restart-backoff-base"
+BACKOFF_CAP_ANNOTATION = "corral.dev/restart-backoff-cap"
+HEARTBEAT_SECONDS = 10.0
+NODE_STATUS_SECONDS = 60.0
+SWEEP_SECONDS = 30.0
+WORKERS = 4
+
+
+def _rt(plural: str) -> ResourceType:
+    rt = REGISTRY.resolve(plural)
+    assert rt is not None, plural
+    return rt
+
+
+PODS, NODES, LEASES, EVENTS = _rt("pods"), _rt("nodes"), _rt("leases.coordination.k8s.io"), _rt("events")
+CONFIGMAPS, SECRETS = _rt("configmaps"), _rt("secrets")
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    address: str
+    data_dir: Path
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    port_range: tuple[int, int] = (20000, 29999)
+    workers: int = WORKERS
+
+
+@dataclass
+class _PodState:
+    key: str
+    instances: dict[str, list[ContainerStatus]] = field(default_factory=dict)
+    failures: dict[str, StartFailure] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    probes: dict[str, ProbeOutcome] = field(default_factory=dict)
+    probers: dict[str, ContainerProber] = field(default_factory=dict)
+    last_status: JSON | None = None
+    events: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(
+        self, transport: Transport, runtime: Runtime, config: AgentConfig, clock: Clock | None = None
+    ) -> None:
+        self.transport = transport
+        self.runtime = runtime
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.facts = machine_facts()
+        self.ports = HostPortAllocator(port_range=config.port_range, address=config.address)
+        self.queue: WorkQueue[str] = WorkQueue()
+        self.pods = Informer(transport, PODS, None, field_selector=f"spec.nodeName={config.node_name}")
+        self._state: dict[str, _PodState] = {}  # by pod uid
+        self._stopping: dict[ContainerId, asyncio.Task[None]] = {}
+        self._node_uid = ""
+        self._node_status: JSON | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self.ready = asyncio.Event()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a fire-and-forget coroutine (events, prober shutdown) while keeping a reference to it."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        (self.config.data_dir / "pods").mkdir(parents=True, exist_ok=True)
+        await self._register_node()
+        for status in await self.runtime.list():
+            self._remember(status)
+        self.runtime.on_exit(self._on_exit)
+        self.pods.add_handler(self.queue.add)
+        self._tasks = [
+            asyncio.create_task(self.pods.run(), name="agent-pod-informer"),
+            asyncio.create_task(self._heartbeat(), name="agent-heartbeat"),
+            asyncio.create_task(self._sweeper(), name="agent-sweeper"),
+        ]
+        self._tasks += [
+            asyncio.create_task(self._worker(), name=f"agent-worker-{i}") for i in range(self.config.workers)
+        ]
+        await self.pods.wait_synced()
+        self.ready.set()
+
+    async def stop(self, stop_workloads: bool = False, grace_seconds: float = 10.0) -> None:
+        """Stop the agent. The pods' processes keep running for the next agent to adopt, unless
+        ``stop_workloads``: then each gets SIGTERM and at most ``grace_seconds`` before SIGKILL."""
+        self.queue.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for state in self._state.values():
+            for prober in state.probers.values():
+                await prober.stop()
+        if stop_workloads:
+            running = [s.id for s in await self.runtime.list() if s.state is ContainerState.RUNNING]
+            await asyncio.gather(
+                *(self.runtime.stop(cid, grace_seconds) for cid in running), return_exceptions=True
+            )
+        await self.runtime.close()
+
+    # ------------------------------------------------------------------ node and lease
+
+    async def _register_node(self) -> None:
+        name = self.config.node_name
+        try:
+            node = await self.transport.get(NODES, None, name)
+        except st.ApiError as exc:
+            if exc.code != 404:
+                raise
+            node = await self.transport.create(NODES, None, node_object(name, self.facts))
+        self._node_uid = node["metadata"]["uid"]
+        await self._post_node_status(node)
+
+    async def _post_node_status(self, node: JSON | None = None) -> None:
+        if node is None:
+            node = await self.transport.get(NODES, None, self.config.node_name)
+        updated = copy.deepcopy(node)
+        updated["status"] = node_status(self.facts, self.config.address, self.clock.now(), node.get("status"))
+        self._node_status = await self.transport.update(
+            NODES, None, self.config.node_name, updated, subresource="status"
+        )
+
+    async def _renew_lease(self) -> None:
+        lease = lease_object(self.config.node_name, self._node_uid, self.clock.now())
+        try:
+            current = await self.transport.get(LEASES, "kube-node-lease", self.config.node_name)
+        except st.ApiError as exc:
+            if exc.code != 404:
+                raise
+            await self.transport.create(LEASES, "kube-node-lease", lease)
+            return
+        current = copy.deepcopy(current)
+        current["spec"] = {**(current.get("spec") or {}), **lease["spec"]}
+        await self.transport.update(LEASES, "kube-node-lease", self.config.node_name, current)
+
+    async def _heartbeat(self) -> None:
+        last_status = self.clock.monotonic()
+        while True:
+            try:
+                await self._renew_lease()
+                if self.clock.monotonic() - last_status >= NODE_STATUS_SECONDS:
+                    await self._post_node_status()
+                    last_status = self.clock.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the API may be briefly away; the next beat retries
+                log.warning("heartbeat failed: %s", exc)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _pod_state(self, uid: str, key: str = "") -> _PodState:
+        state = self._state.get(uid)
+        if state is None:
+            state = self._state[uid] = _PodState(key)
+        elif key:
+            state.key = key
+        return state
+
+    def _remember(self, status: ContainerStatus) -> None:
+        state = self._pod_state(status.id.pod_uid)
+        instances = state.instances.setdefault(status.id.name, [])
+        for i, known in enumerate(instances):
+            if known.id == status.id:
+                instances[i] = status
+                break
+        else:
+            instances.append(status)
+            instances.sort(key=lambda s: s.id.attempt)
+
+    def _on_exit(self, status: ContainerStatus) -> None:
+        self._remember(status)
+        state = self._state.get(status.id.pod_uid)
+        if state is None:
+            return
+        prober = state.probers.pop(status.id.name, None)
+        if prober is not None:
+            self._spawn(prober.stop())
+        state.probes.pop(status.id.name, None)
+        if state.key:
+            self.queue.add(state.key)
+
+    # ------------------------------------------------------------------ workers
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except ShutDown:
+                return
+            try:
+                await self._sync(key)
+                self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except st.ApiError as exc:
+                if exc.reason != "Conflict" and exc.code != 404:
+                    log.warning("pod %s: %s", key, exc)
+                self.queue.add_rate_limited(key)
+            except Exception:
+                log.exception("pod %s: sync failed", key)
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+    def _context(self) -> PodContext:
+        return PodContext(node_name=self.config.node_name, host_ip=self.config.address)
+
+    def _backoff_for(self, pod: JSON) -> BackoffPolicy:
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        base, cap = self.config.backoff.base, self.config.backoff.cap
+        with contextlib.suppress(ValueError, TypeError):
+            base = float(annotations.get(BACKOFF_BASE_ANNOTATION, base))
+        with contextlib.suppress(ValueError, TypeError):
+            cap = float(annotations.get(BACKOFF_CAP_ANNOTATION, cap))
+        return BackoffPolicy(base=max(0.0, base), cap=max(0.0, cap))
+
+    def _observed(self, state: _PodState) -> dict[str, Observed]:
+        names = set(state.instances) | set(state.failures)
+        return {
+            name: Observed(
+                tuple(state.instances.get(name, ())), state.failures.get(name), state.restarts.get(name, 0)
+            )
+            for name in names
+        }
+
+    async def _sync(self, key: str) -> None:
+        pod = self.pods.get(key)
+        if pod is None or (pod.get("spec") or {}).get("nodeName") != self.config.node_name:
+            # Deleted (or force-deleted) from the API: stop whatever it left running, right away.
+            for uid in [u for u, st_ in self._state.items() if st_.key == key]:
+                await self._forget(uid)
+            return
+        uid = pod["metadata"]["uid"]
+        for other in [u for u, st_ in self._state.items() if st_.key == key and u != uid]:
+            await self._forget(other)  # a pod of the same name replaced an older one
+        state = self._pod_state(uid, key)
+        if not (pod["metadata"].get("deletionTimestamp")):
+            pod = await self._ensure_ports(pod, state)
+        for _ in range(3):
+            plan = plan_pod(
+                pod,
+                self._observed(state),
+                state.probes,
+                self.clock.now(),
+                self._context(),
+                self._backoff_for(pod),
+            )
+            acted = False
+            for action in plan.actions:
+                acted = await self._apply(pod, state, action) or acted
+            if not acted:
+                break
+        if plan.status and not any(a.kind is ActionKind.DELETE_POD for a in plan.actions):
+            await self._write_status(pod, state, plan.status)
+        if plan.requeue_after is not None:
+            self.queue.add_after(key, plan.requeue_after + 0.01)
+
+    async def _apply(self, pod: JSON, state: _PodState, action: Action) -> bool:
+        """Apply one action; True when the observed state changed (so the plan is recomputed)."""
+        if action.kind is ActionKind.START:
+            return await self._start(pod, state, action.container, action.attempt)
+        if action.kind is ActionKind.KILL and action.cid is None:
+            instances = state.instances.get(action.container) or []
+            if not instances:
+                return False
+            latest = instances[-1]
+            action = Action(
+                action.kind,
+                action.container,
+                action.attempt,
+                action.grace_seconds,
+                action.reason,
+                action.message,
+                latest.id,
+            )
+        if action.kind is ActionKind.KILL and action.cid is not None:
+            if action.cid not in self._stopping:
+                if action.reason == "Unhealthy":
+                    await self._event(pod, state, "Warning", "Unhealthy", action.message)
+                await self._event(pod, state, "Normal", "Killing", f"Stopping container {action.container}")
+                self._stopping[action.cid] = asyncio.create_task(
+                    self._stop(state, action.cid, action.grace_seconds)
+                )
+            return False
+        if action.kind is ActionKind.DELETE_POD:
+            await self._finish_deletion(pod, state)
+        return False
+
+    async def _stop(self, state: _PodState, cid: ContainerId, grace: float) -> None:
+        try:
+            final = await self.runtime.stop(cid, grace)
+            if final is not None:
+                self._remember(final)
+        finally:
+            self._stopping.pop(cid, None)
+            if state.key:
+                self.queue.add(state.key)
+
+    # ------------------------------------------------------------------ starting containers
+
+    async def _ensure_ports(self, pod: JSON, state: _PodState) -> JSON:
+        uid = pod["metadata"]["uid"]
+        recorded = pod_port_mapping(pod)
+        if recorded is not None:
+            if self.ports.mapping(uid) is None:
+                with contextlib.suppress(PortAllocationError):
+                    self.ports.restore(uid, recorded, owner=state.key)
+            return pod
+        wanted = declared_ports(pod.get("spec") or {})
+        if not wanted:
+            return pod
+        try:
+            mapping = self.ports.allocate(uid, wanted, owner=state.key)
+        except PortAllocationError as exc:
+            for container in (pod.get("spec") or {}).get("containers") or []:
+                state.failures[container["name"]] = StartFailure(
+                    0, "CreateContainerConfigError", str(exc), self.clock.now()
+                )
+            return pod
+        patch = {"metadata": {"annotations": {PORTS_ANNOTATION: encode_ports(mapping)}}}
+        return await self.transport.patch(
+            PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], "application/merge-patch+json", patch
+        )
+
+    def _sandbox(self, uid: str) -> Path:
+        return self.config.data_dir / "pods" / uid
+
+    async def _fetch_refs(
+        self, namespace: str, container: JSON
+    ) -> tuple[dict[str, JSON | None], dict[str, JSON | None]]:
+        cm_names, secret_names = referenced_objects(container)
+        configmaps: dict[str, JSON | None] = {}
+        secrets: dict[str, JSON | None] = {}
+        for names, rt, out in ((cm_names, CONFIGMAPS, configmaps), (secret_names, SECRETS, secrets)):
+            for name in names:
+                try:
+                    out[name] = await self.transport.get(rt, namespace, name)
+                except st.ApiError as exc:
+                    if exc.code != 404:
+                        raise
+                    out[name] = None
+        return configmaps, secrets
+
+    def _container(self, pod: JSON, name: str) -> JSON:
+        spec = pod.get("spec") or {}
+        for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            if container.get("name") == name:
+                return dict(container)
+        raise KeyError(name)
+
+    async def _start(self, pod: JSON, state: _PodState, name: str, attempt: int) -> bool:
+        meta = pod["metadata"]
+        uid, namespace = meta["uid"], meta["namespace"]
+        container = self._container(pod, name)
+        sandbox = self._sandbox(uid)
+        sandbox.mkdir(parents=True, exist_ok=True)
+        now = self.clock.now()
+        try:
+            if (
+                state.failures.get(name)
+                and state.failures[name].reason == "CreateContainerConfigError"
+                and "port" in state.failures[name].message
+                and self.ports.mapping(uid) is None
+            ):
+                raise ConfigError(state.failures[name].message)
+            runtime_class = (pod.get("spec") or {}).get("runtimeClassName")
+            if runtime_class not in (None, "", "process"):
+                raise ConfigError(
+                    f'RuntimeClass "{runtime_class}" is not supported on node '
+                    f'{self.config.node_name} (supported: "process")'
+                )
+            try:
+                parse_container_probes(container, pod_ip=self.config.address)
+            except ProbeConfigError as exc:
+                raise ConfigError(f"invalid probe: {exc}") from exc
+            configmaps, secrets = await self._fetch_refs(namespace, container)
+            mapping = self.ports.mapping(uid) or {}
+            facts = PodFacts(
+                node_name=self.config.node_name,
+                host_ip=self.config.address,
+                pod_ip=self.config.address,
+                sandbox_dir=str(sandbox),
+                node_cpu_millicores=self.facts.cpus * 1000,
+                node_memory_bytes=self.facts.memory_bytes,
+            )
+            env = build_environment(pod, container, facts, port_env(container, mapping), configmaps, secrets)
+            argv = build_argv(container, env)
+            limits = (container.get("resources") or {}).get("limits") or {}
+            spec = ContainerSpec(
+                id=ContainerId(uid, name, attempt),
+                pod_namespace=namespace,
+                pod_name=meta["name"],
+                argv=argv,
+                env=env,
+                working_dir=Path(container.get("workingDir") or sandbox),
+                log_path=sandbox / "logs" / name / f"{attempt}.log",
+                memory_limit_bytes=int(parse_quantity(str(limits["memory"]))) if "memory" in limits else None,
+                cpu_limit_millicores=int(parse_quantity(str(limits["cpu"])) * 1000)
+                if "cpu" in limits
+                else None,
+            )
+            status = await self.runtime.start(spec)
+        except ConfigError as exc:
+            return await self._start_failed(
+                pod, state, name, attempt, "CreateContainerConfigError", str(exc), now
+            )
+        except StartError as exc:
+            return await self._start_failed(
+                pod, state, name, attempt, exc.reason or "StartError", exc.message, now
+            )
+        except (ValueError, OSError) as exc:
+            return await self._start_failed(pod, state, name, attempt, "CreateContainerError", str(exc), now)
+        if attempt > 0 and state.instances.get(name):
+            state.restarts[name] = state.restarts.get(name, 0) + 1
+        state.failures.pop(name, None)
+        self._remember(status)
+        await self._event(pod, state, "Normal", "Started", f"Started container {name}")
+        self._start_probes(pod, state, container, status)
+        return True
+
+    async def _start_failed(
+        self, pod: JSON, state: _PodState, name: str, attempt: int, reason: str, message: str, now: Any
+    ) -> bool:
+        previous = state.failures.get(name)
+        state.failures[name] = StartFailure(attempt, reason, message, now)
+        if previous is None or previous.message != message or previous.attempt != attempt:
+            await self._event(pod, state, "Warning", "Failed", f"Error: {message}")
+        return False
+
+    def _start_probes(self, pod: JSON, state: _PodState, container: JSON, status: ContainerStatus) -> None:
+        name = container["name"]
+        if not any(container.get(k) for k in ("livenessProbe", "readinessProbe", "startupProbe")):
+            return
+        uid = pod["metadata"]["uid"]
+        mapping = self.ports.mapping(uid) or {}
+        key = state.key
+        try:
+            specs = parse_container_probes(container, pod_ip=self.config.address)
+        except ProbeConfigError as exc:
+            self._spawn(self._event(pod, state, "Warning", "Unhealthy", f"Probe configuration error: {exc}"))
+            return
+        prober: ContainerProber | None = None
+
+        def current() -> bool:
+            instances = state.instances.get(name) or []
+            return bool(instances) and instances[-1].id == status.id
+
+        def changed(kind: ProbeKind, outcome: Outcome, message: str) -> None:
+            if prober is None or not current():
+                return
+            state.probes[name] = _probe_outcome(prober)
+            self.queue.add(key)
+
+        def result(kind: ProbeKind, probe_result: ProbeResult) -> None:
+            if not probe_result.success and current():
+                self._spawn(self._event(pod, state, "Warning", "Unhealthy", probe_result.message))
+
+        target = ProbeTarget(
+            pod_ip=self.config.address,
+            host_ports=probe_host_ports(name, mapping),
+            exec_fn=runtime_exec_fn(self.runtime, status.id),
+            foreign_port=lambda port: self.ports.foreign_owner(port, uid),
+        )
+        prober = ContainerProber(
+            specs,
+            target,
+            changed,
+            started_at=status.started_at,
+            clock=self.clock,
+            on_result=result,
+            name=f"{key}/{name}",
+        )
+        state.probes[name] = _probe_outcome(prober)
+        old = state.probers.pop(name, None)
+        if old is not None:
+            self._spawn(old.stop())
+        state.probers[name] = prober
+        prober.start()
+
+    # ------------------------------------------------------------------ status and deletion
+
+    async def _write_status(self, pod: JSON, state: _PodState, status: JSON) -> None:
+        if state.last_status == status or pod.get("status") == status:
+            state.last_status = status
+            return
+        updated = copy.deepcopy(pod)
+        updated["status"] = status
+        result = await self.transport.update(
+            PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], updated, subresource="status"
+        )
+        state.last_status = result.get("status")
+
+    async def _finish_deletion(self, pod: JSON, state: _PodState) -> None:
+        meta = pod["metadata"]
+        try:
+            await self.transport.delete(PODS, meta["namespace"], meta["name"], grace_period_seconds=0)
+        except st.ApiError as exc:
+            if exc.code != 404:
+                raise
+        await self._forget(meta["uid"])
+
+    async def _forget(self, uid: str) -> None:
+        state = self._state.pop(uid, None)
+        if state is not None:
+            for prober in state.probers.values():
+                await prober.stop()
+        for status in await self.runtime.list():
+            if status.id.pod_uid == uid:
+                if status.state is ContainerState.RUNNING:
+                    await self.runtime.stop(status.id, 0)
+                await self.runtime.remove(status.id)
+        self.ports.release(uid)
+        shutil.rmtree(self._sandbox(uid), ignore_errors=True)
+
+    async def _sweeper(self) -> None:
+        """Stop what belongs to pods that no longer exist here (deleted while the agent was down, too)."""
+        await self.pods.wait_synced()
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("sweep failed")
+            await asyncio.sleep(SWEEP_SECONDS)
+
+    async def sweep(self) -> None:
+        live = {(p.get("metadata") or {}).get("uid") for p in self.pods.list()}
+        for uid in [u for u in self._state if u not in live]:
+            log.info("stopping containers of pod %s, which is gone", uid)
+            await self._forget(uid)
+        for status in await self.runtime.list():
+            if status.id.pod_uid not in live:
+                await self._forget(status.id.pod_uid)
+        for pod in self.pods.list():
+            self.queue.add(object_key(pod))
+
+    # ------------------------------------------------------------------ events
+
+    async def _event(self, pod: JSON, state: _PodState, etype: str, reason: str, message: str) -> None:
+        meta = pod["metadata"]
+        now_text = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        known = state.events.get((reason, message))
+        try:
+            if known is not None:
+                name, count = known
+                current = await self.transport.get(EVENTS, meta["namespace"], name)
+                current = copy.deepcopy(current)
+                current["count"] = count + 1
+                current["lastTimestamp"] = now_text
+                await self.transport.update(EVENTS, meta["namespace"], name, current)
+                state.events[(reason, message)] = (name, count + 1)
+                return
+            event = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                "involvedObject": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta["uid"],
+                    "resourceVersion": meta.get("resourceVersion", ""),
+                },
+                "reason": reason,
+                "message": message,
+                "type": etype,
+                "source": {"component": "kubelet", "host": self.config.node_name},
+                "reportingComponent": "kubelet",
+                "reportingInstance": self.config.node_name,
+                "firstTimestamp": now_text,
+                "lastTimestamp": now_text,
+                "count": 1,
+            }
+            created = await self.transport.create(EVENTS, meta["namespace"], event)
+            state.events[(reason, message)] = (created["metadata"]["name"], 1)
+        except st.ApiError as exc:  # events are best effort, as in the kubelet
+            log.debug("event %s for %s/%s not recorded: %s", reason, meta["namespace"], meta["name"], exc)
+            state.events.pop((reason, message), None)
+
+    # ------------------------------------------------------------------ logs and exec (NodeEndpoint)
+
+    def _instance_for(self, pod: JSON, container: str, previous: bool) -> ContainerStatus:
+        uid = pod["metadata"]["uid"]
+        instances = (self._state.get(uid) or _PodState("")).instances.get(container) or []
+        name = pod["metadata"]["name"]
+        if previous:
+            if len(instances) < 2:
+                raise st.bad_request(f'previous terminated container "{container}" in pod "{name}" not found')
+            return instances[-2]
+        if not instances:
+            raise st.bad_request(
+                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
+            )
+        return instances[-1]
+
+    async def container_logs(self, pod: JSON, options: LogOptions) -> AsyncIterator[bytes]:
+        instance = self._instance_for(pod, options.container, options.previous)
+        follow = options.follow and instance.state is ContainerState.RUNNING
+
+        def still_running() -> bool:
+            uid = pod["metadata"]["uid"]
+            known = (self._state.get(uid) or _PodState("")).instances.get(options.container) or []
+            current = known[-1] if known else None
+            return (
+                current is not None and current.id == instance.id and current.state is ContainerState.RUNNING
+            )
+
+        async for chunk in logfiles.read_log(
+            instance.log_path, options, follow=follow, still_running=still_running, now=self.clock.now()
+        ):
+            yield chunk
+
+    async def exec(self, pod: JSON, container: str, argv: list[str], streams: ExecStreams, tty: bool) -> int:
+        instance = self._instance_for(pod, container, False)
+        if instance.state is not ContainerState.RUNNING:
+            raise st.bad_request(f'container "{container}" in pod "{pod["metadata"]["name"]}" is not running')
+        result = await self.runtime.exec(instance.id, argv, streams, tty)
+        return result.exit_code
+
+
+def _probe_outcome(prober: ContainerProber) -> ProbeOutcome:
+    return ProbeOutcome(
+        ready=prober.ready,
+        started=prober.started,
+        liveness_failed=prober.restart_needed,
+        message=prober.restart_message,
+    )
