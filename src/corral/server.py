@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -133,6 +134,9 @@ class CorralServer:
         self.url = f"{scheme}://{display_host}:{port}"
         self.write_kubeconfig(ca_pem)
         await self._start_node(host)
+        # Everything loaded so far (the stored objects, schemas, modules) lives as long as the process:
+        # moving it out of the collector's generations keeps full collections from rescanning it.
+        gc.freeze()
 
     async def _start_node(self, address: str) -> None:
         """The built-in scheduler and node agent, talking to the API in-process."""
