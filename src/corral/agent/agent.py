@@ -318,6 +318,7 @@ class Agent:
         state = self._pod_state(uid, key)
         if not (pod["metadata"].get("deletionTimestamp")):
             pod = await self._ensure_ports(pod, state)
+            self._resume_probes(pod, state)
         for _ in range(3):
             plan = plan_pod(
                 pod,
@@ -394,10 +395,17 @@ class Agent:
         try:
             mapping = self.ports.allocate(uid, wanted, owner=state.key)
         except PortAllocationError as exc:
+            announced = False
             for container in (pod.get("spec") or {}).get("containers") or []:
+                previous = state.failures.get(container["name"])
                 state.failures[container["name"]] = StartFailure(
                     0, "CreateContainerConfigError", str(exc), self.clock.now()
                 )
+                if not announced and (previous is None or previous.message != str(exc)):
+                    # Without it a port conflict showed only in status: _start_failed sees the same message
+                    # again and records no event.
+                    await self._event(pod, state, "Warning", "Failed", f"Error: {exc}")
+                    announced = True
             return pod
         patch = {"metadata": {"annotations": {PORTS_ANNOTATION: encode_ports(mapping)}}}
         return await self.transport.patch(
@@ -508,6 +516,26 @@ class Agent:
         if previous is None or previous.message != message or previous.attempt != attempt:
             await self._event(pod, state, "Warning", "Failed", f"Error: {message}")
         return False
+
+    def _resume_probes(self, pod: JSON, state: _PodState) -> None:
+        """Probe running instances that have no prober: those this agent adopted from its predecessor.
+
+        Without this an adopted container with a readiness probe stayed NotReady forever, and its liveness
+        probe never ran."""
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            name = container.get("name", "")
+            if name in state.probers or not any(
+                container.get(k) for k in ("livenessProbe", "readinessProbe", "startupProbe")
+            ):
+                continue
+            instances = state.instances.get(name) or []
+            latest = instances[-1] if instances else None
+            if (
+                latest is not None
+                and latest.state is ContainerState.RUNNING
+                and latest.id not in self._stopping
+            ):
+                self._start_probes(pod, state, container, latest)
 
     def _start_probes(self, pod: JSON, state: _PodState, container: JSON, status: ContainerStatus) -> None:
         name = container["name"]
