@@ -31,8 +31,12 @@ from corral.apiserver.nodeproxy import NodeDirectory
 from corral.apiserver.rest import ResourceAPI
 from corral.apiserver.tls import default_sans, ensure_pki
 from corral.client.local import LocalTransport
+from corral.controllers.catalog import all_controllers
+from corral.controllers.leader import LeaderElector
+from corral.controllers.runtime import ControllerManager
 from corral.scheduler.scheduler import Scheduler
 from corral.store import EngineStore, open_store
+from corral.util.clock import SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,7 @@ class ServerConfig:
     """Name of the built-in node; defaults to the host name."""
     agent: bool = True
     scheduler: bool = True
+    controllers: bool = True
     keep_workloads: bool = False
     """On a clean stop, leave pod processes running for the next start to adopt (SIGKILL leaves them too)."""
 
@@ -144,6 +149,8 @@ class CorralServer:
         transport = LocalTransport(self.api)
         if self.config.scheduler:
             self._background.append(asyncio.create_task(Scheduler(transport).run(), name="scheduler"))
+        if self.config.controllers:
+            self._background.append(asyncio.create_task(self._run_controllers(transport), name="controllers"))
         if self.config.agent:
             name = self.config.node_name or default_node_name()
             runtime = await ProcessRuntime.open(self.config.data_dir / "agent" / "runtime")
@@ -154,6 +161,19 @@ class CorralServer:
             )
             await self.agent.start()
             self.nodes.register(name, self.agent)
+
+    async def _run_controllers(self, transport: LocalTransport) -> None:
+        """Controllers run while this process holds the controller-manager Lease."""
+        clock = SystemClock()
+
+        async def lead() -> None:
+            manager = ControllerManager(transport, clock)
+            for controller in all_controllers(transport, clock):
+                manager.add(controller)
+            await manager.run()
+
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        await LeaderElector(transport, identity, clock).run(lead)
 
     def write_kubeconfig(self, ca_pem: bytes | None) -> None:
         doc = kubeconfig_document(self.url, ca_pem, self.token)

@@ -356,6 +356,13 @@ class Registry:
                 out.append(r)
         return out
 
+    def require(self, name: str) -> ResourceType:
+        """Like :meth:`resolve` for names the code itself spells; a miss is a programming error."""
+        found = self.resolve(name)
+        if found is None:
+            raise KeyError(f"no served resource {name!r}")
+        return found
+
     def resolve(self, name: str) -> ResourceType | None:
         """Resolve what a user typed (``deploy``, ``deployments``, ``Deployment``, ``deployments.apps``)."""
         lowered = name.lower()

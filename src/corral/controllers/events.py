@@ -1,0 +1,86 @@
+"""Recording core/v1 Events for controller actions, deduplicated like client-go's event correlator.
+
+The same (object, reason, message) within a process bumps ``count`` and ``lastTimestamp`` of one Event
+instead of creating another. Events are best effort: a failure to record never fails a reconcile.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+from typing import Any
+
+from corral.api.resources import REGISTRY
+from corral.apiserver import status as st
+from corral.client.base import Transport
+from corral.util.clock import Clock, SystemClock, rfc3339
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+EVENTS = REGISTRY.require("events")
+
+
+def involved_object(obj: JSON) -> JSON:
+    meta = obj.get("metadata") or {}
+    ref = {
+        "apiVersion": obj.get("apiVersion", ""),
+        "kind": obj.get("kind", ""),
+        "name": meta.get("name", ""),
+        "uid": meta.get("uid", ""),
+        "resourceVersion": meta.get("resourceVersion", ""),
+    }
+    if meta.get("namespace"):
+        ref["namespace"] = meta["namespace"]
+    return ref
+
+
+class EventRecorder:
+    def __init__(self, transport: Transport, component: str, clock: Clock | None = None) -> None:
+        self.transport = transport
+        self.component = component
+        self.clock: Clock = clock or SystemClock()
+        self._seen: dict[str, int] = {}
+
+    def _name(self, obj: JSON, reason: str, message: str) -> str:
+        meta = obj.get("metadata") or {}
+        digest = hashlib.sha1(f"{meta.get('uid')}|{reason}|{message}".encode()).hexdigest()[:16]
+        return f"{meta.get('name', 'object')}.{digest}"
+
+    async def record(self, obj: JSON, etype: str, reason: str, message: str) -> None:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("namespace") or "default"
+        name = self._name(obj, reason, message)
+        now = rfc3339(self.clock.now())
+        try:
+            if name in self._seen:
+                current = copy.deepcopy(await self.transport.get(EVENTS, namespace, name))
+                current["count"] = int(current.get("count") or 1) + 1
+                current["lastTimestamp"] = now
+                await self.transport.update(EVENTS, namespace, name, current)
+                self._seen[name] = current["count"]
+                return
+            event = {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": name, "namespace": namespace},
+                "involvedObject": involved_object(obj),
+                "reason": reason,
+                "message": message,
+                "type": etype,
+                "source": {"component": self.component},
+                "reportingComponent": self.component,
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+            }
+            await self.transport.create(EVENTS, namespace, event)
+            self._seen[name] = 1
+        except st.ApiError as exc:
+            if exc.reason == "AlreadyExists":
+                self._seen[name] = 1
+                await self.record(obj, etype, reason, message)
+                return
+            self._seen.pop(name, None)
+            log.debug("event %s on %s/%s not recorded: %s", reason, namespace, meta.get("name"), exc)
