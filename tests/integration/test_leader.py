@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from corral.apiserver.rest import ResourceAPI
 from corral.client.local import LocalTransport
@@ -57,9 +58,7 @@ async def test_run_leads_and_steps_down_when_cancelled() -> None:
     await asyncio.wait_for(started.wait(), 5)
     assert elector.is_leader
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     assert not elector.is_leader
     await store.close()
