@@ -144,9 +144,23 @@ def test_unknown_kind_is_404(http: Http) -> None:
 
 
 def test_unsupported_media_type_is_415(http: Http) -> None:
-    resp = http.call("POST", CM, b"k8s\x00\x0a\x0b", "application/vnd.kubernetes.protobuf")
+    resp = http.call("POST", CM, b"a=b", "text/plain")
     assert resp.status_code == 415
     assert "unknown format" in _status(resp)["message"]
+
+
+def test_protobuf_of_a_kind_without_a_decoder_is_415(http: Http) -> None:
+    # runtime.Unknown{typeMeta{apiVersion "v1", kind "LimitRange"}, raw ""}
+    body = b"k8s\x00" + b"\x0a\x10\x0a\x02v1\x12\x0aLimitRange" + b"\x12\x00"
+    resp = http.call("POST", CM, body, "application/vnd.kubernetes.protobuf")
+    assert resp.status_code == 415
+    assert "unknown format" in _status(resp)["message"]
+
+
+def test_malformed_protobuf_is_400(http: Http) -> None:
+    resp = http.call("POST", CM, b"k8s\x00\x0a\x0b", "application/vnd.kubernetes.protobuf")
+    assert resp.status_code == 400
+    assert "protobuf" in _status(resp)["message"]
 
 
 def test_garbage_json_is_400(http: Http) -> None:

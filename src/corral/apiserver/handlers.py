@@ -16,6 +16,7 @@ from aiohttp import web
 
 from corral.api import printing
 from corral.api.resources import ResourceType
+from corral.apiserver import protobuf
 from corral.apiserver import status as st
 from corral.apiserver.bodies import MAX_BODY_BYTES, BodyError, decode_body
 from corral.apiserver.nodeproxy import NodeDirectory
@@ -35,7 +36,7 @@ from corral.apiserver.rest import (
 
 JSON = dict[str, Any]
 JSON_CT = "application/json"
-BODY_TYPES = ["application/json", "application/yaml"]
+BODY_TYPES = ["application/json", "application/yaml", protobuf.CONTENT_TYPE]
 BOOKMARK_INTERVAL = 30.0
 
 
@@ -119,10 +120,24 @@ async def read_body(request: web.Request, allowed: list[str]) -> Any:
     raw = b"".join(chunks)
     if not raw.strip():
         raise st.bad_request("the request body is empty")
+    if content_type == protobuf.CONTENT_TYPE:
+        return decode_protobuf_body(raw, allowed)
     try:
         return decode_body(raw, content_type)
     except BodyError as exc:
         raise st.bad_request(str(exc)) from exc
+
+
+def decode_protobuf_body(raw: bytes, allowed: list[str]) -> Any:
+    """kubectl's typed-client POSTs (``create configmap`` …) as the JSON dict a JSON client would send."""
+    try:
+        return protobuf.decode(raw).obj
+    except protobuf.UnsupportedKind as exc:  # no table for this kind: point the client at JSON or YAML
+        raise st.unsupported_media_type(
+            protobuf.CONTENT_TYPE, [t for t in allowed if t != protobuf.CONTENT_TYPE]
+        ) from exc
+    except protobuf.ProtobufError as exc:
+        raise st.bad_request(f"the body of the request could not be decoded as protobuf: {exc}") from exc
 
 
 def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
