@@ -492,12 +492,13 @@ def test_describe_deployment_sections(server: Server, ns: str) -> None:
         "  Labels:  app=hello",
         "  Containers:",
         "   web:",
-        "    Image:  busybox",
-        "    Port:   8080/TCP (http)",
+        "    Image:      busybox",
+        "    Port:       8080/TCP",
+        "    Host Port:  0/TCP",
         "    Command:",
         "      sleep",
         "    Environment:",
-        "      GREETING:  hi",
+        "      GREETING:    hi",
     ):
         assert expected in lines, (expected, out)
     assert re.search(r"^Events:\s+(<none>|$)", out, re.M)

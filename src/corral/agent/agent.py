@@ -726,7 +726,13 @@ class Agent:
         instance = self._instance_for(pod, container, False)
         if instance.state is not ContainerState.RUNNING:
             raise st.bad_request(f'container "{container}" in pod "{pod["metadata"]["name"]}" is not running')
-        result = await self.runtime.exec(instance.id, argv, streams, tty)
+        try:
+            result = await self.runtime.exec(instance.id, argv, streams, tty)
+        except StartError as exc:
+            # kubectl prints this like a runtime's exec failure: a clear message, not a broken stream.
+            raise st.ApiError(
+                500, "InternalError", f"error executing command in container: {exc.message}"
+            ) from exc
         return result.exit_code
 
 

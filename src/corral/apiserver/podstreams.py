@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import orjson
@@ -19,6 +20,8 @@ from corral.apiserver import status as st
 from corral.apiserver.nodeproxy import LogOptions, NodeDirectory, NodeEndpoint
 from corral.apiserver.rest import ResourceAPI
 from corral.util.clock import parse_rfc3339
+
+log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
@@ -149,6 +152,15 @@ class PodStreams:
                 "message": err.message,
                 "reason": err.reason,
                 "code": err.code,
+            }
+        except Exception as exc:  # after the upgrade an escaped error would corrupt the WebSocket stream
+            log.warning("exec in %s/%s failed: %s", namespace, name, exc)
+            status = {
+                "metadata": {},
+                "status": "Failure",
+                "message": f"Internal error occurred: error executing command in container: {exc}",
+                "reason": "InternalError",
+                "code": 500,
             }
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await ws.send_bytes(bytes([ERROR]) + orjson.dumps(status))

@@ -2,7 +2,8 @@
 text that ``corral.cli.describers`` renders.
 
 Events are found the way kubectl finds them: a list of ``events`` with the field selector
-``involvedObject.name=…,involvedObject.namespace=…,involvedObject.uid=…``.
+``involvedObject.name=…,involvedObject.namespace=…,involvedObject.uid=…``. A Node's description also needs
+its Lease and its non-terminated pods (all namespaces, ``spec.nodeName=…,status.phase!=Succeeded,…``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ async def gather_related(transport: HttpTransport, rt: ResourceType, obj: JSON) 
     related.events = events.items
     if rt.kind == "Service":
         related.endpoints = await _optional_get(transport, _required("", "v1", "endpoints"), ns, meta["name"])
+    elif rt.kind == "Node":
+        related.lease = await _optional_get(
+            transport, _required("coordination.k8s.io", "v1", "leases"), "kube-node-lease", meta["name"]
+        )
+        pods = await transport.list(
+            _required("", "v1", "pods"),
+            None,
+            field_selector=f"spec.nodeName={meta['name']},status.phase!=Succeeded,status.phase!=Failed",
+        )
+        related.pods = pods.items
     elif rt.kind == "Deployment":
         selector = selector_string((obj.get("spec") or {}).get("selector"))
         if selector:

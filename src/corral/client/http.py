@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -213,12 +214,15 @@ class HttpTransport:
         propagation_policy: str = "Background",
         grace_period_seconds: int | None = None,
         dry_run: bool = False,
+        precondition_uid: str | None = None,
     ) -> JSON:
         body: JSON = {"propagationPolicy": propagation_policy}
         if grace_period_seconds is not None:
             body["gracePeriodSeconds"] = grace_period_seconds
         if dry_run:
             body["dryRun"] = ["All"]
+        if precondition_uid:
+            body["preconditions"] = {"uid": precondition_uid}
         result: JSON = await self.request("DELETE", resource_path(rt, namespace, name), body=body)
         return result
 
@@ -269,6 +273,60 @@ class HttpTransport:
             raise st.ApiError(
                 503, "ServiceUnavailable", f"watch on {self.access.server} failed: {exc}"
             ) from exc
+
+    async def stream(self, path: str, *, params: dict[str, str] | None = None) -> AsyncIterator[bytes]:
+        """GET ``path`` and yield the body as it arrives (``pods/{name}/log?follow=true``); no timeout, so a
+        followed stream lasts until the server ends it or the caller stops iterating."""
+        try:
+            async with self._session.get(path, params=params, headers={"Accept": "*/*"}) as resp:
+                if resp.status >= 400:
+                    raise _error_from(resp.status, await resp.read())
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+        except aiohttp.ClientConnectorError as exc:
+            raise st.ApiError(
+                503,
+                "ServiceUnavailable",
+                f"cannot reach the Corral API server at {self.access.server}: {exc.os_error}",
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise st.ApiError(
+                503, "ServiceUnavailable", f"stream from {self.access.server} failed: {exc}"
+            ) from exc
+
+    @asynccontextmanager
+    async def websocket(
+        self, path: str, *, params: Sequence[tuple[str, str]], protocols: tuple[str, ...]
+    ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+        """A WebSocket to ``path`` (``pods/{name}/exec``). A refused upgrade becomes the server's own Status
+        error: the handshake response carries no body in aiohttp, so the same URL is fetched once more
+        without the upgrade (the server validates pod and container before it looks at the upgrade)."""
+        try:
+            ws = await self._session.ws_connect(
+                path, params=params, protocols=protocols, max_msg_size=16 * 1024 * 1024, autoping=True
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            try:
+                async with self._session.get(path, params=params) as resp:
+                    body, status = await resp.read(), resp.status
+            except aiohttp.ClientError:
+                body, status = b"", exc.status
+            error = _error_from(status if status >= 400 else exc.status, body or exc.message.encode())
+            raise error from None  # the server answered: not chained, so it never reads as a connection error
+        except aiohttp.ClientConnectorError as exc:
+            raise st.ApiError(
+                503,
+                "ServiceUnavailable",
+                f"cannot reach the Corral API server at {self.access.server}: {exc.os_error}",
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise st.ApiError(
+                503, "ServiceUnavailable", f"connection to {self.access.server} failed: {exc}"
+            ) from exc
+        try:
+            yield ws
+        finally:
+            await ws.close()
 
     async def close(self) -> None:
         await self._session.close()

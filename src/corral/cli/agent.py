@@ -1,0 +1,251 @@
+"""``corral agent``: run one node agent in the foreground and join it to a cluster over HTTPS.
+
+It is the same agent that ``corral up`` runs in-process, with the HTTP transport instead of the local one:
+it registers its Node, renews its Lease and runs the pods bound to it (``spec.nodeName`` = its name; every
+agent watches only its own pods, so the built-in node and joined nodes never touch each other's pods).
+Its runtime state lives in ``--data-dir``, which must belong to this agent alone (a lock file enforces it
+among ``corral agent`` processes); the default is ``<corral data dir>/agents/<name>``, never the directory
+of ``corral up``'s built-in node.
+
+On SIGTERM or Ctrl-C the agent stops and, by default, leaves its pods' processes running: the next agent
+started on the same data dir adopts them. ``--stop-workloads-on-exit`` stops them instead.
+
+Not yet: the API server cannot reach a joined agent, so ``logs`` and ``exec`` for its pods answer 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import IO, Annotated
+from urllib.parse import urlsplit
+
+import typer
+
+from corral.apiserver.status import ApiError
+from corral.cli.errors import CliError
+from corral.cli.output import Printer
+from corral.cli.up import _loop_factory, configure_logging
+
+log = logging.getLogger(__name__)
+
+
+def default_address(server_url: str) -> str:
+    """The local address on the route to the server: what a pod on this node is reachable at from there.
+
+    Connecting a UDP socket sends nothing; it only makes the kernel pick the source address."""
+    parts = urlsplit(server_url)
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect(sockaddr)
+            return str(sock.getsockname()[0])
+    except (OSError, IndexError):
+        return "127.0.0.1"
+
+
+def _lock(data_dir: Path) -> IO[str]:
+    """Hold ``<data-dir>/agent.lock`` for the life of the process (released by the kernel on exit)."""
+    handle = open(data_dir / "agent.lock", "a+")  # noqa: SIM115 - kept open on purpose: it is the lock
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        handle.close()
+        raise CliError(f"another corral agent is running with data dir {data_dir}") from exc
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _claim(data_dir: Path, node_name: str) -> None:
+    """Tie the data dir to one node name. An agent adopts every process recorded in its runtime dir and
+    stops those of pods that are not bound to it, so a dir reused under another name would kill that
+    node's workloads."""
+    marker = data_dir / "node-name"
+    try:
+        owner = marker.read_text().strip()
+    except FileNotFoundError:
+        marker.write_text(node_name + "\n")
+        return
+    if owner != node_name:
+        raise CliError(
+            f"data dir {data_dir} belongs to node {owner!r}; use another --data-dir for node {node_name!r}"
+        )
+
+
+async def run_agent(
+    server: str,
+    token: str | None,
+    ca_pem: bytes | None,
+    insecure: bool,
+    name: str,
+    address: str,
+    data_dir: Path,
+    stop_workloads: bool,
+    printer: Printer,
+) -> None:
+    from corral.agent.agent import Agent, AgentConfig
+    from corral.agent.runtimes.process import ProcessRuntime
+    from corral.client import ClusterAccess, HttpTransport
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    transport = HttpTransport(ClusterAccess(server, token, ca_pem, insecure))
+    node_agent: Agent | None = None
+    try:
+        runtime = await ProcessRuntime.open(data_dir / "runtime")
+        node_agent = Agent(
+            transport, runtime, AgentConfig(node_name=name, address=address, data_dir=data_dir)
+        )
+        started = asyncio.ensure_future(node_agent.start())
+        stop_wait = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait({started, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if started.done():
+            started.result()  # a failed registration (401, unreachable server) ends the command here
+            printer.line(
+                f"Corral agent is running as node {name} (address {address}, data dir {data_dir}), "
+                f"joined {server}",
+                style="bold green",
+            )
+            await stopping.wait()
+        else:
+            started.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await started
+        stop_wait.cancel()
+        log.info("stopping")
+    finally:
+        if node_agent is not None:
+            await node_agent.stop(stop_workloads=stop_workloads)
+        await transport.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    printer.line(
+        "Corral agent stopped." if not stop_workloads else "Corral agent stopped (workloads stopped)."
+    )
+
+
+def agent(
+    server: Annotated[
+        str,
+        typer.Option(
+            "--server", help="The API server's URL, e.g. https://10.0.0.5:6443.", show_default=False
+        ),
+    ],
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="CORRAL_TOKEN",
+            help="Bearer token for the API server (or $CORRAL_TOKEN, which other users cannot see in ps).",
+            show_default=False,
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-file", help="PEM file of the CA that signed the server's certificate.", show_default=False
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-skip-tls-verify", help="Do not verify the server's certificate (testing only)."
+        ),
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Node name (default: the host name).", show_default=False)
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Address the node advertises (status.podIP of its pods) and its pods' ports bind to "
+            "(default: the local address on the route to the server).",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="This agent's own state directory (default: <corral data dir>/agents/<name>).",
+            show_default=False,
+        ),
+    ] = None,
+    stop_workloads: Annotated[
+        bool,
+        typer.Option(
+            "--stop-workloads-on-exit",
+            help="On stop, stop the pods' processes too (default: leave them for the next agent to adopt).",
+        ),
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
+    ] = 0,
+) -> None:
+    """Join this machine to a Corral cluster as a node; run the pods bound to it until Ctrl-C/SIGTERM.
+
+    Logs and exec for pods on a joined node are not proxied by the API server yet (it answers 503).
+    """
+    from corral.server import default_data_dir, default_node_name
+
+    if ca_file is not None and insecure:
+        raise CliError("specify a root certificates file (--ca-file) or --insecure-skip-tls-verify, not both")
+    if not server.startswith(("https://", "http://")):
+        raise CliError(f"--server must be an http:// or https:// URL, got {server!r}")
+    ca_pem = None
+    if ca_file is not None:
+        try:
+            ca_pem = ca_file.expanduser().read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read --ca-file {ca_file}: {exc.strerror or exc}") from exc
+    node_name = name or default_node_name()
+    directory = (data_dir or default_data_dir() / "agents" / node_name).expanduser().resolve()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+    except OSError as exc:
+        raise CliError(f"cannot use data dir {directory}: {exc.strerror or exc}") from exc
+    configure_logging(verbose)
+    lock = _lock(directory)
+    try:
+        _claim(directory, node_name)
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(
+                run_agent(
+                    server.rstrip("/"),
+                    token,
+                    ca_pem,
+                    insecure,
+                    node_name,
+                    address or default_address(server),
+                    directory,
+                    stop_workloads,
+                    Printer(),
+                )
+            )
+    except ApiError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in exc.message and ca_file is None:
+            raise CliError(
+                f"{exc.message} (pass --ca-file with the server's CA, e.g. <server data dir>/pki/ca.crt)"
+            ) from None
+        raise
+    finally:
+        lock.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(agent)
