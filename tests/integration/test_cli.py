@@ -479,7 +479,12 @@ def test_describe_deployment_sections(server: Server, ns: str) -> None:
     assert lines[0] == "Name:                   hello"
     assert lines[1] == f"Namespace:              {ns}"
     assert lines[2].startswith("CreationTimestamp:      ")
+    # The deployment controller records the revision (replicas 0: no pods, so the rest stays still).
     assert lines[3:6] == [
+        "Labels:                 app=hello",
+        "Annotations:            deployment.kubernetes.io/revision: 1",
+        "Selector:               app=hello",
+    ] or lines[3:6] == [
         "Labels:                 app=hello",
         "Annotations:            <none>",
         "Selector:               app=hello",

@@ -176,6 +176,14 @@ def prepare_for_update(rt: ResourceType, new: JSON, old: JSON, subresource: str 
             result.pop("status")
         meta = result["metadata"]
         meta["resourceVersion"] = (new.get("metadata") or {}).get("resourceVersion")
+        if rt.kind == "Deployment":
+            # deploymentStatusStrategy keeps only spec and labels: the deployment controller records the
+            # revision annotation with its status write, so a new revision does not bump generation.
+            new_ann = (new.get("metadata") or {}).get("annotations")
+            if isinstance(new_ann, dict) and new_ann:
+                meta["annotations"] = new_ann
+            else:
+                meta.pop("annotations", None)
         return result
     meta = new.setdefault("metadata", {})
     old_meta = old.get("metadata") or {}

@@ -389,7 +389,22 @@ class ResourceHandlers:
             from corral.apiserver.patch.jsonpatch import apply_json_patch
             from corral.apiserver.patch.merge import apply_merge_patch
 
+            # Only a resourceVersion the patch itself sets pins the write. The one the patched Scale inherits
+            # from the current object must not turn a CAS conflict with a concurrent writer (a controller
+            # updating status) into a 409 instead of a retry.
+            if isinstance(body, list):
+                pinned = any(
+                    isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" for op in body
+                )
+            else:
+                pinned = isinstance(body, dict) and bool((body.get("metadata") or {}).get("resourceVersion"))
+
             def change(old: JSON) -> Any:
+                if not pinned:
+                    old = {
+                        **old,
+                        "metadata": {k: v for k, v in old["metadata"].items() if k != "resourceVersion"},
+                    }
                 try:
                     if patch_type == "application/json-patch+json":
                         return apply_json_patch(old, body)
@@ -453,6 +468,9 @@ class ResourceHandlers:
         loop = asyncio.get_running_loop()
         iterator = events.__aiter__()
         last_rv = str(self.api.store.revision)
+        # The next event, awaited across bookmark timeouts: wait_for would cancel it on a timeout, which
+        # closes the event generator and so ended every watch idle for BOOKMARK_INTERVAL.
+        pending: asyncio.Future[WatchEvent] | None = None
         try:
             while True:
                 wait = BOOKMARK_INTERVAL
@@ -460,8 +478,14 @@ class ResourceHandlers:
                     wait = min(wait, deadline - loop.time())
                     if wait <= 0:
                         return
+                if pending is None:
+                    pending = asyncio.ensure_future(iterator.__anext__())
+                done, _ = await asyncio.wait({pending}, timeout=wait)
                 try:
-                    event = await asyncio.wait_for(iterator.__anext__(), wait)
+                    if not done:
+                        raise TimeoutError
+                    next_event, pending = pending, None
+                    event = next_event.result()
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
@@ -489,6 +513,10 @@ class ResourceHandlers:
         except st.ApiError as err:
             yield _event_line("ERROR", err.status())
         finally:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pending
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):

@@ -857,6 +857,18 @@ class ResourceAPI:
             if opts.dry_run:
                 return from_storage(rt.api_version, rt.kind, current), True
             grace = _pod_grace(rt, current, opts)
+            # --- GC cascade (controllers/gc.py): Foreground / Orphan leave the object in place, marked
+            # deleting, with a finalizer the garbage collector removes once dependents are deleted / orphaned.
+            cascade = _cascade_finalizers(meta.get("finalizers"), opts.propagation_policy)
+            if cascade is not None and rt.kind != "Namespace" and not meta.get("deletionGracePeriodSeconds"):
+                marked = mark_deleting(current, self.clock.now(), grace)
+                marked["metadata"]["finalizers"] = cascade
+                try:
+                    stored = await self.store.update(key, marked, _rv(current))
+                except Conflict:
+                    continue
+                return from_storage(rt.api_version, rt.kind, stored), False
+            # --- end GC cascade
             if meta.get("deletionTimestamp"):
                 # Already terminating: only a zero grace period (the agent confirming the processes are
                 # gone, or --force) finishes it, and only once no finalizer remains.
@@ -1065,6 +1077,19 @@ def _to_scale(obj: JSON) -> JSON:
             "selector": format_selector_object(spec.get("selector")).replace("<none>", ""),
         },
     }
+
+
+def _cascade_finalizers(finalizers: Any, policy: str) -> builtins.list[str] | None:
+    """The finalizers a Foreground/Orphan DELETE asks for (``deletionFinalizersForGarbageCollection``
+    upstream), or None when nothing changes. Background keeps existing GC finalizers: our transports always
+    send an explicit policy (the agent's final grace-0 delete too), so stripping them would cut a cascade
+    short."""
+    wanted = {"Foreground": "foregroundDeletion", "Orphan": "orphan"}.get(policy)
+    if wanted is None:
+        return None
+    current = [str(f) for f in (finalizers or [])]
+    out = [f for f in current if f not in ("foregroundDeletion", "orphan")] + [wanted]
+    return None if sorted(out) == sorted(current) else out
 
 
 def _pod_grace(rt: ResourceType, obj: JSON, opts: DeleteOptions) -> int:

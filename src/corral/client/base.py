@@ -90,6 +90,7 @@ class Transport(Protocol):
         propagation_policy: str = "Background",
         grace_period_seconds: int | None = None,
         dry_run: bool = False,
+        precondition_uid: str | None = None,
     ) -> JSON: ...
 
     async def bind(self, namespace: str, name: str, node_name: str, *, uid: str | None = None) -> None:

@@ -103,9 +103,13 @@ class LocalTransport:
         propagation_policy: str = "Background",
         grace_period_seconds: int | None = None,
         dry_run: bool = False,
+        precondition_uid: str | None = None,
     ) -> JSON:
         opts = DeleteOptions(
-            propagation_policy=propagation_policy, grace_period_seconds=grace_period_seconds, dry_run=dry_run
+            propagation_policy=propagation_policy,
+            grace_period_seconds=grace_period_seconds,
+            dry_run=dry_run,
+            precondition_uid=precondition_uid,
         )
         obj, finished = await self.api.delete(rt, namespace, name, opts)
         if finished and not rt.returns_deleted_object:
@@ -143,7 +147,10 @@ class LocalTransport:
                 if remaining is not None and remaining <= 0:
                     return
                 try:
-                    event = await asyncio.wait_for(iterator.__anext__(), remaining)
+                    # Not wait_for: on Python 3.11 it swallows a cancellation that races with an event's
+                    # arrival (CPython gh-86296), and the cancelled informer then watches forever.
+                    async with asyncio.timeout_at(deadline):
+                        event = await iterator.__anext__()
                 except (StopAsyncIteration, TimeoutError):
                     return
                 yield WatchEvent(event.type, copy.deepcopy(event.obj))

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from corral.client.base import Transport
+from corral.controllers.cronjob import CronJobController
+from corral.controllers.deployment import DeploymentController
+from corral.controllers.gc import GarbageCollector
+from corral.controllers.job import JobController
+from corral.controllers.replicaset import ReplicaSetController
 from corral.controllers.runtime import Controller
 from corral.util.clock import Clock
 
 
 def all_controllers(transport: Transport, clock: Clock) -> list[Controller]:
     controllers: list[Controller] = []
+    controllers.append(GarbageCollector(transport))
+    controllers.append(JobController(transport, clock))
+    controllers.append(CronJobController(transport, clock))
+    controllers.append(ReplicaSetController(transport, clock))
+    controllers.append(DeploymentController(transport, clock))
     return controllers
