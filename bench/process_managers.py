@@ -477,22 +477,16 @@ async def stop_child(proc: asyncio.subprocess.Process | None, what: str, limit_s
 # ---- Corral
 
 
-# Corral's node advertises a fixed pod capacity (agent/node.py MAX_PODS = 110, kubelet's default --max-pods)
-# and has no setting for it, so the scheduler leaves pods beyond 110 Pending ("Too many pods"). For N > 110
-# the benchmark starts the server with that constant raised in the server process itself (Corral's code is
-# unchanged); the run is flagged so in the output. The same launcher can switch cgroups off for the
-# diagnostic variant ``corral-nocg`` (the runtime then behaves as it does for a non-root user).
-CORRAL_SERVE_PATCHED = """\
-import sys
-import corral.agent.node as node
-node.MAX_PODS = int(sys.argv.pop(1))
-if sys.argv.pop(1) == "nocg":
-    from corral.agent.runtimes.process import ProcessRuntime
-    _open = ProcessRuntime.open.__func__
-    async def _open_without_cgroups(cls, state_dir, **kw):
-        kw["cgroups"] = False
-        return await _open(cls, state_dir, **kw)
-    ProcessRuntime.open = classmethod(_open_without_cgroups)
+# Corral's node advertises 110 pods by default (kubelet's --max-pods); for N > 110 the benchmark passes
+# --max-pods (corral up has the same flag). The diagnostic variant ``corral-nocg`` starts the server with
+# cgroups switched off in the server process (the runtime then behaves as it does for a non-root user).
+CORRAL_SERVE_NO_CGROUPS = """\
+from corral.agent.runtimes.process import ProcessRuntime
+_open = ProcessRuntime.open.__func__
+async def _open_without_cgroups(cls, state_dir, **kw):
+    kw["cgroups"] = False
+    return await _open(cls, state_dir, **kw)
+ProcessRuntime.open = classmethod(_open_without_cgroups)
 from corral.testing.serve import main
 main()
 """
@@ -533,15 +527,14 @@ class CorralManager(Manager):
         capacity = self.DEFAULT_MAX_PODS
         if self.n > self.DEFAULT_MAX_PODS:
             capacity = self.n + 10
-            notes.append(f"node pod capacity raised from {self.DEFAULT_MAX_PODS} to {capacity} "
-                         "in the server process")
+            notes.append(f"--max-pods {capacity}")
         if self.no_cgroups:
             notes.append("cgroups switched off in the server process (diagnostic variant)")
+            serve = ["-c", CORRAL_SERVE_NO_CGROUPS]
         if notes:
-            serve = ["-c", CORRAL_SERVE_PATCHED, str(capacity), "nocg" if self.no_cgroups else "cg"]
             self.note = "; ".join(notes)
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, *serve, "--data-dir", str(data_dir), "--port", "0",
+            sys.executable, *serve, "--data-dir", str(data_dir), "--port", "0", "--max-pods", str(capacity),
             stdout=subprocess.PIPE, stderr=self.stderr, start_new_session=True)
         self.pid = self.proc.pid
         assert self.proc.stdout is not None

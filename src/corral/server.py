@@ -67,6 +67,7 @@ class ServerConfig:
     agent: bool = True
     scheduler: bool = True
     controllers: bool = True
+    max_pods: int = 110
     keep_workloads: bool = False
     """On a clean stop, leave pod processes running for the next start to adopt (SIGKILL leaves them too)."""
 
@@ -157,7 +158,12 @@ class CorralServer:
             self.agent = Agent(
                 transport,
                 runtime,
-                AgentConfig(node_name=name, address=address, data_dir=self.config.data_dir / "agent"),
+                AgentConfig(
+                    node_name=name,
+                    address=address,
+                    data_dir=self.config.data_dir / "agent",
+                    max_pods=self.config.max_pods,
+                ),
             )
             await self.agent.start()
             self.nodes.register(name, self.agent)

@@ -99,6 +99,7 @@ class AgentConfig:
     data_dir: Path
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
     port_range: tuple[int, int] = (20000, 29999)
+    max_pods: int = 110
     workers: int = WORKERS
 
 
@@ -196,7 +197,13 @@ class Agent:
         if node is None:
             node = await self.transport.get(NODES, None, self.config.node_name)
         updated = copy.deepcopy(node)
-        updated["status"] = node_status(self.facts, self.config.address, self.clock.now(), node.get("status"))
+        updated["status"] = node_status(
+            self.facts,
+            self.config.address,
+            self.clock.now(),
+            node.get("status"),
+            max_pods=self.config.max_pods,
+        )
         self._node_status = await self.transport.update(
             NODES, None, self.config.node_name, updated, subresource="status"
         )

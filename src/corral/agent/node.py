@@ -76,11 +76,12 @@ def node_status(
     previous: JSON | None = None,
     ready: bool = True,
     agent_port: int = 0,
+    max_pods: int = MAX_PODS,
 ) -> JSON:
     resources = {
         "cpu": str(facts.cpus),
         "memory": f"{facts.memory_bytes // 1024}Ki",
-        "pods": str(MAX_PODS),
+        "pods": str(max_pods),
         "ephemeral-storage": "0",
     }
     old = {c.get("type"): c for c in (previous or {}).get("conditions") or []}

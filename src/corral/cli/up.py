@@ -96,6 +96,10 @@ def up(
     node_name: Annotated[
         str | None, typer.Option("--node-name", help="Name of the built-in node (default: the host name).")
     ] = None,
+    max_pods: Annotated[
+        int,
+        typer.Option("--max-pods", min=1, help="Pods the built-in node accepts (Kubernetes default 110)."),
+    ] = 110,
     keep_workloads: Annotated[
         bool,
         typer.Option(
@@ -116,6 +120,7 @@ def up(
         store=store,
         node_name=node_name,
         keep_workloads=keep_workloads,
+        max_pods=max_pods,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(config, Printer()))

@@ -18,7 +18,13 @@ from corral.server import CorralServer, ServerConfig
 
 async def _main(args: argparse.Namespace) -> None:
     server = CorralServer(
-        ServerConfig(data_dir=Path(args.data_dir), host=args.host, port=args.port, store=args.store)
+        ServerConfig(
+            data_dir=Path(args.data_dir),
+            host=args.host,
+            port=args.port,
+            store=args.store,
+            max_pods=args.max_pods,
+        )
     )
     await server.start()
     print(f"READY {server.url} {server.kubeconfig_path}", flush=True)
@@ -36,6 +42,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--store", default=None)
+    parser.add_argument("--max-pods", type=int, default=110)
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         try:

@@ -544,7 +544,11 @@ class ProcessRuntime:
         idir.mkdir(parents=True)
 
         cgroup: ContainerCgroup | None = None
-        if self.cgroups.enforced:
+        # Only containers with limits join a cgroup: on cgroup v1 every join waits ~6 ms for the kernel (an
+        # RCU grace period), which tripled restart latency (bench/process_managers.py) and bought nothing for
+        # a container without limits; its process group still bounds what stop() kills.
+        wants_limits = spec.memory_limit_bytes is not None or spec.cpu_limit_millicores is not None
+        if self.cgroups.enforced and wants_limits:
             try:
                 cgroup = self.cgroups.create(
                     key, CgroupLimits(spec.memory_limit_bytes, spec.cpu_limit_millicores)
