@@ -68,6 +68,7 @@ from corral.apiserver.nodeproxy import LogOptions
 from corral.client.base import Transport
 from corral.client.informer import Informer, object_key
 from corral.client.workqueue import ShutDown, WorkQueue
+from corral.controllers.events import EventRecorder
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def _rt(plural: str) -> ResourceType:
     return rt
 
 
-PODS, NODES, LEASES, EVENTS = _rt("pods"), _rt("nodes"), _rt("leases.coordination.k8s.io"), _rt("events")
+PODS, NODES, LEASES = _rt("pods"), _rt("nodes"), _rt("leases.coordination.k8s.io")
 CONFIGMAPS, SECRETS = _rt("configmaps"), _rt("secrets")
 
 
@@ -112,7 +113,6 @@ class _PodState:
     probes: dict[str, ProbeOutcome] = field(default_factory=dict)
     probers: dict[str, ContainerProber] = field(default_factory=dict)
     last_status: JSON | None = None
-    events: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
 
 
 class Agent:
@@ -126,6 +126,7 @@ class Agent:
         self.facts = machine_facts()
         self.ports = HostPortAllocator(port_range=config.port_range, address=config.address)
         self.queue: WorkQueue[str] = WorkQueue()
+        self.events = EventRecorder(transport, "kubelet", self.clock, host=config.node_name)
         self.pods = Informer(transport, PODS, None, field_selector=f"spec.nodeName={config.node_name}")
         self._state: dict[str, _PodState] = {}  # by pod uid
         self._stopping: dict[ContainerId, asyncio.Task[None]] = {}
@@ -617,6 +618,7 @@ class Agent:
         await self._forget(meta["uid"])
 
     async def _forget(self, uid: str) -> None:
+        self.events.forget(uid)
         state = self._state.pop(uid, None)
         if state is not None:
             for prober in state.probers.values():
@@ -655,46 +657,8 @@ class Agent:
     # ------------------------------------------------------------------ events
 
     async def _event(self, pod: JSON, state: _PodState, etype: str, reason: str, message: str) -> None:
-        meta = pod["metadata"]
-        now_text = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-        known = state.events.get((reason, message))
-        try:
-            if known is not None:
-                name, count = known
-                current = await self.transport.get(EVENTS, meta["namespace"], name)
-                current = copy.deepcopy(current)
-                current["count"] = count + 1
-                current["lastTimestamp"] = now_text
-                await self.transport.update(EVENTS, meta["namespace"], name, current)
-                state.events[(reason, message)] = (name, count + 1)
-                return
-            event = {
-                "apiVersion": "v1",
-                "kind": "Event",
-                "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                "involvedObject": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "name": meta["name"],
-                    "namespace": meta["namespace"],
-                    "uid": meta["uid"],
-                    "resourceVersion": meta.get("resourceVersion", ""),
-                },
-                "reason": reason,
-                "message": message,
-                "type": etype,
-                "source": {"component": "kubelet", "host": self.config.node_name},
-                "reportingComponent": "kubelet",
-                "reportingInstance": self.config.node_name,
-                "firstTimestamp": now_text,
-                "lastTimestamp": now_text,
-                "count": 1,
-            }
-            created = await self.transport.create(EVENTS, meta["namespace"], event)
-            state.events[(reason, message)] = (created["metadata"]["name"], 1)
-        except st.ApiError as exc:  # events are best effort, as in the kubelet
-            log.debug("event %s for %s/%s not recorded: %s", reason, meta["namespace"], meta["name"], exc)
-            state.events.pop((reason, message), None)
+        # Same recorder as the controllers (dedup bumps count); best effort, as in the kubelet.
+        await self.events.record(pod, etype, reason, message)
 
     # ------------------------------------------------------------------ logs and exec (NodeEndpoint)
 

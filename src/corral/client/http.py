@@ -72,6 +72,14 @@ class HttpTransport:
         )
         self._timeout = timeout
 
+    def _transport_error(self, exc: aiohttp.ClientError, what: str) -> st.ApiError:
+        """A client-side failure (no HTTP answer) as the 503 Status every caller already handles."""
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            message = f"cannot reach the Corral API server at {self.access.server}: {exc.os_error}"
+        else:
+            message = f"{what} {self.access.server} failed: {exc}"
+        return st.ApiError(503, "ServiceUnavailable", message)
+
     async def request(
         self,
         method: str,
@@ -99,16 +107,8 @@ class HttpTransport:
                 if resp.status >= 400:
                     raise _error_from(resp.status, raw)
                 return orjson.loads(raw) if raw else None
-        except aiohttp.ClientConnectorError as exc:
-            raise st.ApiError(
-                503,
-                "ServiceUnavailable",
-                f"cannot reach the Corral API server at {self.access.server}: {exc.os_error}",
-            ) from exc
         except aiohttp.ClientError as exc:
-            raise st.ApiError(
-                503, "ServiceUnavailable", f"request to {self.access.server} failed: {exc}"
-            ) from exc
+            raise self._transport_error(exc, "request to") from exc
 
     async def get(
         self, rt: ResourceType, namespace: str | None, name: str, subresource: str | None = None
@@ -270,9 +270,7 @@ class HttpTransport:
                         )
                     yield WatchEvent(str(doc.get("type")), doc.get("object") or {})
         except aiohttp.ClientError as exc:
-            raise st.ApiError(
-                503, "ServiceUnavailable", f"watch on {self.access.server} failed: {exc}"
-            ) from exc
+            raise self._transport_error(exc, "watch on") from exc
 
     async def stream(self, path: str, *, params: dict[str, str] | None = None) -> AsyncIterator[bytes]:
         """GET ``path`` and yield the body as it arrives (``pods/{name}/log?follow=true``); no timeout, so a
@@ -283,16 +281,8 @@ class HttpTransport:
                     raise _error_from(resp.status, await resp.read())
                 async for chunk in resp.content.iter_any():
                     yield chunk
-        except aiohttp.ClientConnectorError as exc:
-            raise st.ApiError(
-                503,
-                "ServiceUnavailable",
-                f"cannot reach the Corral API server at {self.access.server}: {exc.os_error}",
-            ) from exc
         except aiohttp.ClientError as exc:
-            raise st.ApiError(
-                503, "ServiceUnavailable", f"stream from {self.access.server} failed: {exc}"
-            ) from exc
+            raise self._transport_error(exc, "stream from") from exc
 
     @asynccontextmanager
     async def websocket(
@@ -313,16 +303,8 @@ class HttpTransport:
                 body, status = b"", exc.status
             error = _error_from(status if status >= 400 else exc.status, body or exc.message.encode())
             raise error from None  # the server answered: not chained, so it never reads as a connection error
-        except aiohttp.ClientConnectorError as exc:
-            raise st.ApiError(
-                503,
-                "ServiceUnavailable",
-                f"cannot reach the Corral API server at {self.access.server}: {exc.os_error}",
-            ) from exc
         except aiohttp.ClientError as exc:
-            raise st.ApiError(
-                503, "ServiceUnavailable", f"connection to {self.access.server} failed: {exc}"
-            ) from exc
+            raise self._transport_error(exc, "connection to") from exc
         try:
             yield ws
         finally:

@@ -37,11 +37,20 @@ def involved_object(obj: JSON) -> JSON:
 
 
 class EventRecorder:
-    def __init__(self, transport: Transport, component: str, clock: Clock | None = None) -> None:
+    def __init__(
+        self, transport: Transport, component: str, clock: Clock | None = None, host: str = ""
+    ) -> None:
         self.transport = transport
         self.component = component
+        self.host = host
         self.clock: Clock = clock or SystemClock()
         self._seen: dict[str, int] = {}
+        self._by_uid: dict[str, set[str]] = {}
+
+    def forget(self, uid: str) -> None:
+        """Drop the dedup state of an object that is gone (keeps a long-lived recorder bounded)."""
+        for name in self._by_uid.pop(uid, set()):
+            self._seen.pop(name, None)
 
     def _name(self, obj: JSON, reason: str, message: str) -> str:
         meta = obj.get("metadata") or {}
@@ -69,14 +78,16 @@ class EventRecorder:
                 "reason": reason,
                 "message": message,
                 "type": etype,
-                "source": {"component": self.component},
+                "source": {"component": self.component, **({"host": self.host} if self.host else {})},
                 "reportingComponent": self.component,
+                "reportingInstance": self.host,
                 "firstTimestamp": now,
                 "lastTimestamp": now,
                 "count": 1,
             }
             await self.transport.create(EVENTS, namespace, event)
             self._seen[name] = 1
+            self._by_uid.setdefault(str(meta.get("uid", "")), set()).add(name)
         except st.ApiError as exc:
             if exc.reason == "AlreadyExists":
                 self._seen[name] = 1
