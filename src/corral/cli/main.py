@@ -3,7 +3,8 @@
 ``main`` is the one place that turns failures into what the user sees: a single ``error: ...`` or
 ``Error from server (...)`` line on stderr and a non-zero exit; never a traceback (set ``CORRAL_DEBUG=1``
 to get one). Verb modules: ``up`` (server), ``kubeconfig``, ``resources`` (apply/get/delete), ``describe``,
-``pods`` (logs/exec), ``agent`` (join a node).
+``pods`` (logs/exec), ``rollout`` (rollout status/history/undo/restart/pause/resume, scale),
+``agent`` (join a node).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 
 import typer
 
-from corral.cli import agent, describe, kubeconfig, pods, resources, up
+from corral.cli import agent, describe, kubeconfig, pods, resources, rollout, up
 from corral.cli.errors import CliError, error_line
 from corral.cli.output import Printer
 from corral.cli.session import ClusterOptions, ContextOption, KubeconfigOption
@@ -41,6 +42,7 @@ kubeconfig.register(app)
 resources.register(app)
 describe.register(app)
 pods.register(app)
+rollout.register(app)
 agent.register(app)
 
 

@@ -17,7 +17,8 @@ import typer
 
 from corral.api.resources import ResourceType
 from corral.apiserver.status import ApiError
-from corral.cli.errors import CliError, api_error_line, is_connection_error
+from corral.cli import rollout
+from corral.cli.errors import CliError
 from corral.cli.manifests import read_manifests
 from corral.cli.output import (
     JSON,
@@ -30,6 +31,7 @@ from corral.cli.output import (
     to_json,
     to_yaml,
 )
+from corral.cli.rollout import Failures
 from corral.cli.session import (
     ClusterOptions,
     ContextOption,
@@ -50,6 +52,7 @@ from corral.client import HttpTransport
 FIELD_MANAGER = "corral"
 PATCH_APPLY = "application/apply-patch+yaml"
 OUTPUT_FORMATS = ("json", "name", "wide", "yaml")
+DEFAULT_WAIT = "5m"  # apply --wait gives up after this unless --timeout says otherwise
 
 FilenameOption = Annotated[
     list[str] | None,
@@ -63,42 +66,43 @@ SelectorOption = Annotated[
 ]
 
 
-class _Failures:
-    """Counts per-object failures; a connection failure is re-raised because no other object can succeed."""
-
-    def __init__(self, printer: Printer) -> None:
-        self.printer = printer
-        self.count = 0
-
-    def report(self, exc: ApiError | CliError) -> None:
-        if isinstance(exc, ApiError) and is_connection_error(exc):
-            raise exc
-        self.count += 1
-        self.printer.error(api_error_line(exc) if isinstance(exc, ApiError) else f"error: {exc}")
-
-
-def _exit_if_failed(failures: _Failures) -> None:
-    if failures.count:
-        raise typer.Exit(1)
-
-
 # --- apply ---------------------------------------------------------------------------------------------
 
 
 def apply(
     ctx: typer.Context,
     filename: FilenameOption = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="Then wait until every Deployment has rolled out and every Job has finished, showing "
+            "progress; exit non-zero if one fails or the timeout passes.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            help="With --wait: give up after this long (default 5m; 0 waits forever).",
+            show_default=False,
+        ),
+    ] = None,
     namespace: NamespaceOption = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
 ) -> None:
     """Create or update objects from manifests (server-side apply, field manager "corral")."""
+    if timeout is not None and not wait:
+        raise CliError("--timeout is only used with --wait")
+    limit = rollout.timeout_seconds(timeout or DEFAULT_WAIT)
     manifests = read_manifests(filename or [])
     options = cluster_options(ctx, kubeconfig, context)
     printer = Printer()
-    failures = _Failures(printer)
+    failures = Failures(printer)
+    waited: list[rollout.Waited] = []
 
-    async def _apply() -> None:
+    async def _apply() -> bool:
         async with connected(options) as (transport, access):
             for manifest in manifests:
                 try:
@@ -108,10 +112,16 @@ def apply(
                 except (ApiError, CliError) as exc:
                     failures.report(exc)
                     continue
-                printer.line(f"{object_name(rt, manifest.obj['metadata']['name'])} {outcome}")
+                name = str(manifest.obj["metadata"]["name"])
+                printer.line(f"{object_name(rt, name)} {outcome}")
+                if wait and rollout.waitable(rt):
+                    waited.append(rollout.Waited(rt, ns, name))
+            return await rollout.wait_for(transport, waited, printer, limit) if wait else True
 
-    run(_apply())
-    _exit_if_failed(failures)
+    succeeded = run(_apply())
+    failures.exit_if_any()
+    if not succeeded:
+        raise typer.Exit(1)
 
 
 def _content(obj: JSON) -> JSON:
@@ -210,16 +220,16 @@ def get(
         raise CliError("you may only specify a single resource type when watching")
     options = cluster_options(ctx, kubeconfig, context)
     printer = Printer()
-    failures = _Failures(printer)
+    failures = Failures(printer)
     try:
         run(_get(options, request, printer, failures))
     except KeyboardInterrupt:
         if not watch:
             raise
-    _exit_if_failed(failures)
+    failures.exit_if_any()
 
 
-async def _get(options: ClusterOptions, request: _GetRequest, printer: Printer, failures: _Failures) -> None:
+async def _get(options: ClusterOptions, request: _GetRequest, printer: Printer, failures: Failures) -> None:
     async with connected(options) as (transport, access):
         ns = None if request.all_namespaces else (request.namespace or access.namespace)
         found: list[_Found] = []
@@ -402,7 +412,7 @@ def delete(
             raise CliError("name cannot be provided when a selector or --all is specified")
     options = cluster_options(ctx, kubeconfig, context)
     printer = Printer()
-    failures = _Failures(printer)
+    failures = Failures(printer)
 
     async def _delete() -> None:
         async with connected(options) as (transport, access):
@@ -433,7 +443,7 @@ def delete(
                 printer.line(f'{type_name(trt)} "{name}" deleted')
 
     run(_delete())
-    _exit_if_failed(failures)
+    failures.exit_if_any()
 
 
 def register(app: typer.Typer) -> None:
