@@ -15,7 +15,7 @@ import contextlib
 import copy
 import logging
 import shutil
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ from corral.agent.runtimes.base import (
     Runtime,
     StartError,
 )
+from corral.agent.servicelinks import service_environment
 from corral.api.quantity import parse_quantity
 from corral.api.resources import REGISTRY, ResourceType
 from corral.apiserver import status as st
@@ -81,6 +82,7 @@ HEARTBEAT_SECONDS = 10.0
 NODE_STATUS_SECONDS = 60.0
 SWEEP_SECONDS = 30.0
 WORKERS = 4
+SERVICES_SYNC_SECONDS = 10.0
 
 
 def _rt(plural: str) -> ResourceType:
@@ -93,6 +95,10 @@ PODS, NODES, LEASES = _rt("pods"), _rt("nodes"), _rt("leases.coordination.k8s.io
 CONFIGMAPS, SECRETS = _rt("configmaps"), _rt("secrets")
 
 
+TerminationGate = Callable[[JSON, float], Awaitable[None]]
+"""``gate(pod, budget_seconds)``: returns when the pod may get SIGTERM (see ``corral.proxy.node``)."""
+
+
 @dataclass
 class AgentConfig:
     node_name: str
@@ -102,6 +108,8 @@ class AgentConfig:
     port_range: tuple[int, int] = (20000, 29999)
     max_pods: int = 110
     workers: int = WORKERS
+    dns_address: str | None = None
+    """``addr:port`` of the node's DNS server, given to containers as ``CORRAL_DNS`` (servicelinks)."""
 
 
 @dataclass
@@ -134,7 +142,10 @@ class Agent:
         self._node_status: JSON | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self._services: Informer | None = None  # all Services, for service env vars; started on first use
         self.ready = asyncio.Event()
+        self.termination_gate: TerminationGate | None = None
+        """Awaited before SIGTERM of a deleted pod's containers (the node data plane's drain)."""
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a fire-and-forget coroutine (events, prober shutdown) while keeping a reference to it."""
@@ -369,16 +380,26 @@ class Agent:
                 if action.reason == "Unhealthy":
                     await self._event(pod, state, "Warning", "Unhealthy", action.message)
                 await self._event(pod, state, "Normal", "Killing", f"Stopping container {action.container}")
+                draining = bool(pod["metadata"].get("deletionTimestamp"))
                 self._stopping[action.cid] = asyncio.create_task(
-                    self._stop(state, action.cid, action.grace_seconds)
+                    self._stop(state, action.cid, action.grace_seconds, pod if draining else None)
                 )
             return False
         if action.kind is ActionKind.DELETE_POD:
             await self._finish_deletion(pod, state)
         return False
 
-    async def _stop(self, state: _PodState, cid: ContainerId, grace: float) -> None:
+    async def _stop(
+        self, state: _PodState, cid: ContainerId, grace: float, drain: JSON | None = None
+    ) -> None:
+        """Stop one container; for a pod being deleted, first let the data plane stop routing to it
+        (the termination gate), spending at most half the grace period there."""
         try:
+            if drain is not None and self.termination_gate is not None:
+                started = self.clock.monotonic()
+                with contextlib.suppress(Exception):
+                    await self.termination_gate(drain, grace / 2)
+                grace = max(0.0, grace - (self.clock.monotonic() - started))
             final = await self.runtime.stop(cid, grace)
             if final is not None:
                 self._remember(final)
@@ -439,6 +460,26 @@ class Agent:
                     out[name] = None
         return configmaps, secrets
 
+    async def _service_env(self, pod: JSON) -> dict[str, str]:
+        """The pod's service variables from the Services that exist now (the kubelet's service informer)."""
+        if self._services is None:
+            self._services = Informer(self.transport, _rt("services"), None)
+            self._tasks.append(asyncio.create_task(self._services.run(), name="agent-service-informer"))
+        try:
+            await asyncio.wait_for(self._services.wait_synced(), SERVICES_SYNC_SECONDS)
+        except TimeoutError:
+            # The kubelet's own words: a pod must not start with service variables silently missing.
+            raise ConfigError(
+                "services have not yet been read at least once, cannot construct envvars"
+            ) from None
+        spec = pod.get("spec") or {}
+        return service_environment(
+            self._services.list(),
+            str(pod["metadata"]["namespace"]),
+            enable_service_links=spec.get("enableServiceLinks") is not False,
+            dns_address=self.config.dns_address,
+        )
+
     def _container(self, pod: JSON, name: str) -> JSON:
         spec = pod.get("spec") or {}
         for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
@@ -481,7 +522,15 @@ class Agent:
                 node_cpu_millicores=self.facts.cpus * 1000,
                 node_memory_bytes=self.facts.memory_bytes,
             )
-            env = build_environment(pod, container, facts, port_env(container, mapping), configmaps, secrets)
+            env = build_environment(
+                pod,
+                container,
+                facts,
+                port_env(container, mapping),
+                configmaps,
+                secrets,
+                service_env=await self._service_env(pod),
+            )
             argv = build_argv(container, env)
             limits = (container.get("resources") or {}).get("limits") or {}
             spec = ContainerSpec(

@@ -2,9 +2,10 @@
 ConfigMap/Secret references) and ``$(VAR)`` expansion. Pure logic: the agent fetches the ConfigMaps and
 Secrets first and passes them in.
 
-Order, as in the kubelet: base variables (PATH, HOSTNAME, HOME…), then the port variables Corral adds
-(``PORT``, ``PORT_<NAME>``), then ``envFrom`` sources in order, then ``env`` entries in order; later entries
-win, and an ``env`` value may reference any variable defined before it.
+Order, as in the kubelet: base variables (PATH, HOSTNAME, HOME…), then the service variables
+(``<NAME>_SERVICE_HOST``…, see ``servicelinks``), then the port variables Corral adds (``PORT``,
+``PORT_<NAME>``), then ``envFrom`` sources in order, then ``env`` entries in order; later entries win, and an
+``env`` value may reference any variable defined before it (service variables included, as in the kubelet).
 """
 
 from __future__ import annotations
@@ -123,6 +124,7 @@ def build_environment(
     port_env: Mapping[str, str],
     configmaps: Mapping[str, JSON | None],
     secrets: Mapping[str, JSON | None],
+    service_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The final environment of ``container``; raises :class:`ConfigError` naming the problem."""
     meta = pod.get("metadata") or {}
@@ -133,6 +135,7 @@ def build_environment(
         "HOME": facts.sandbox_dir,
         "LANG": "C.UTF-8",
     }
+    env.update(service_env or {})
     env.update(port_env)
 
     def lookup(kind: str, name: str, optional: bool) -> dict[str, str] | None:
