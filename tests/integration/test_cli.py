@@ -562,10 +562,13 @@ def test_describe_service(server: Server, ns: str) -> None:
     )
     ok(corral(server, "apply", "-n", ns, "-f", "-", stdin=service))
     lines = ok(corral(server, "describe", "svc", "web", "-n", ns)).splitlines()
-    assert "Selector:          app=hello" in lines
-    assert "Type:              ClusterIP" in lines
-    assert "Port:              http  80/TCP" in lines
-    assert "TargetPort:        8080/TCP" in lines
+    # Aligned on the longest label, "Internal Traffic Policy:" (as kubectl 1.32 prints it).
+    assert "Selector:                 app=hello" in lines
+    assert "Type:                     ClusterIP" in lines
+    assert "Port:                     http  80/TCP" in lines
+    assert "TargetPort:               8080/TCP" in lines
+    assert "Endpoints:                <none>" in lines
+    assert "Internal Traffic Policy:  Cluster" in lines
     assert any(re.fullmatch(r"IP:\s+\S+", line) for line in lines)
 
 

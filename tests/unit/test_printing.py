@@ -67,6 +67,9 @@ EXPECTED_COLUMNS = {
     ),
     "ServiceAccount": (["Name", "Secrets", "Age"], []),
     "Lease": (["Name", "Holder", "Age"], []),
+    "EndpointSlice": (["Name", "AddressType", "Ports", "Endpoints", "Age"], []),
+    "Ingress": (["Name", "Class", "Hosts", "Address", "Ports", "Age"], []),
+    "IngressClass": (["Name", "Controller", "Parameters", "Age"], []),
     "Widget": (["Name", "Age"], []),
 }
 
@@ -932,6 +935,119 @@ def test_endpoints_rows(subsets: Any, expected: str) -> None:
     assert cells("Endpoints", endpoints(subsets)) == ["web", expected, "30s"]
 
 
+def endpoint_slice(ports: Any, endpoints: Any, address_type: Any = "IPv4") -> dict[str, Any]:
+    return {
+        "metadata": meta("web-abcde", ago(minutes=2)),
+        "addressType": address_type,
+        "ports": ports,
+        "endpoints": endpoints,
+    }
+
+
+def addresses(*ips: str) -> dict[str, Any]:
+    return {"addresses": list(ips), "conditions": {"ready": True}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (
+            endpoint_slice([{"name": "http", "port": 20001, "protocol": "TCP"}], [addresses("127.0.0.1")]),
+            ["web-abcde", "IPv4", "20001", "127.0.0.1", "2m"],
+        ),
+        # printEndpointSlice: "<unset>" for empty lists; a nil port shows its name, else "*".
+        (endpoint_slice([], []), ["web-abcde", "IPv4", "<unset>", "<unset>", "2m"]),
+        (endpoint_slice(None, None, None), ["web-abcde", "", "<unset>", "<unset>", "2m"]),
+        (
+            endpoint_slice([{"name": "dns"}, {}, {"port": 53}], [addresses("10.0.0.1", "10.0.0.2")]),
+            ["web-abcde", "IPv4", "dns,*,53", "10.0.0.1,10.0.0.2", "2m"],
+        ),
+        (
+            endpoint_slice(
+                [{"port": 1}, {"port": 2}, {"port": 3}, {"port": 4}, {"port": 5}],
+                [addresses("10.0.0.1", "10.0.0.2"), addresses("10.0.0.3"), addresses("10.0.0.4", "10.0.0.5")],
+            ),
+            ["web-abcde", "IPv4", "1,2,3 + 2 more...", "10.0.0.1,10.0.0.2,10.0.0.3 + 2 more...", "2m"],
+        ),
+        (
+            endpoint_slice([{"port": 80}], [addresses("fd00::1")], "IPv6"),
+            ["web-abcde", "IPv6", "80", "fd00::1", "2m"],
+        ),
+    ],
+)
+def test_endpoint_slice_rows(obj: dict[str, Any], expected: list[Any]) -> None:
+    assert cells("EndpointSlice", obj) == expected
+
+
+def ingress(spec: Any, status: Any = None) -> dict[str, Any]:
+    return {"metadata": meta("web", ago(minutes=5)), "spec": spec, "status": status}
+
+
+def rule(host: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"http": {"paths": [{"path": "/", "pathType": "Prefix"}]}}
+    if host is not None:
+        out["host"] = host
+    return out
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (
+            ingress(
+                {"ingressClassName": "corral", "rules": [rule("a.example"), rule("b.example")]},
+                {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}},
+            ),
+            ["web", "corral", "a.example,b.example", "127.0.0.1", "80", "5m"],
+        ),
+        # formatHosts: "*" without hosts; ADDRESS is empty (not <none>) before a controller fills it.
+        (ingress({"defaultBackend": {}}), ["web", "<none>", "*", "", "80", "5m"]),
+        (
+            ingress({"rules": [rule()], "tls": [{"hosts": ["a"]}]}),
+            ["web", "<none>", "*", "", "80, 443", "5m"],
+        ),
+        (
+            ingress({"rules": [rule("a"), rule(), rule("c"), rule("d"), rule("e")]}),
+            ["web", "<none>", "a,c,d + 2 more...", "", "80", "5m"],
+        ),
+        (
+            ingress(
+                {"rules": [rule("a")]},
+                {
+                    "loadBalancer": {
+                        "ingress": [{"ip": "127.0.0.2"}, {"hostname": "lb.example"}, {"ip": "127.0.0.1"}]
+                    }
+                },
+            ),
+            ["web", "<none>", "a", "127.0.0.1,127.0.0.2,lb.example", "80", "5m"],
+        ),
+    ],
+)
+def test_ingress_rows(obj: dict[str, Any], expected: list[Any]) -> None:
+    assert cells("Ingress", obj) == expected
+
+
+def test_ingress_class_rows() -> None:
+    base = {"metadata": meta("corral", ago(hours=3))}
+    plain = {**base, "spec": {"controller": "corral.dev/ingress"}}
+    assert cells("IngressClass", plain) == ["corral", "corral.dev/ingress", "<none>", "3h"]
+    params = {
+        **base,
+        "spec": {
+            "controller": "example.com/lb",
+            "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "external-lb"},
+        },
+    }
+    assert cells("IngressClass", params) == [
+        "corral",
+        "example.com/lb",
+        "IngressParameters.k8s.example.com/external-lb",
+        "3h",
+    ]
+    core = {**base, "spec": {"controller": "c", "parameters": {"kind": "ConfigMap", "name": "cfg"}}}
+    assert cells("IngressClass", core)[2] == "ConfigMap/cfg"
+
+
 # --- Config, identity, namespaces, leases --------------------------------------------------------------
 
 
@@ -1565,6 +1681,18 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     ),
     "ServiceAccount": {"metadata": meta("sa", ago(hours=1)), "secrets": [{"name": "t"}]},
     "Lease": {"metadata": meta("l", ago(hours=1)), "spec": {"holderIdentity": "me"}},
+    "EndpointSlice": endpoint_slice(
+        [{"name": "http", "port": 80, "protocol": "TCP"}, {"name": "x"}],
+        [addresses("10.0.0.1", "10.0.0.2"), addresses("10.0.0.3")],
+    ),
+    "Ingress": ingress(
+        {"ingressClassName": "c", "rules": [rule("a"), rule()], "tls": [{"hosts": ["a"]}]},
+        {"loadBalancer": {"ingress": [{"ip": "1.1.1.1"}, {"hostname": "h"}]}},
+    ),
+    "IngressClass": {
+        "metadata": meta("ic", ago(hours=1)),
+        "spec": {"controller": "c", "parameters": {"apiGroup": "g", "kind": "K", "name": "n"}},
+    },
 }
 
 JSON_LEAF = st.one_of(
@@ -1631,6 +1759,9 @@ def test_partial_objects_never_raise(kind: str, data: st.DataObject) -> None:
                 "count",
                 "apiVersion",
                 "secrets",
+                "addressType",
+                "endpoints",
+                "ports",
             ]
         ),
         ANY_JSON,

@@ -274,6 +274,23 @@ def _default_node(obj: JSON) -> None:
     _setdefault(obj, "spec", {})
 
 
+def _default_endpoint_slice(obj: JSON) -> None:
+    # SetDefaults_EndpointPort (discovery/v1): a port's name defaults to "" and its protocol to TCP.
+    for port in _list(obj.get("ports")):
+        if isinstance(port, dict):
+            if port.get("name") is None:
+                port["name"] = ""
+            _setdefault(port, "protocol", "TCP")
+
+
+def _default_ingress_class(obj: JSON) -> None:
+    # SetDefaults_IngressClass (networking/v1): parameters without a scope refer to a cluster-scoped object.
+    spec = obj.get("spec")
+    params = spec.get("parameters") if isinstance(spec, dict) else None
+    if isinstance(params, dict):
+        _setdefault(params, "scope", "Cluster")
+
+
 DEFAULTERS: dict[str, Callable[[JSON], None]] = {
     "Pod": _default_pod,
     "Deployment": _default_deployment,
@@ -285,6 +302,8 @@ DEFAULTERS: dict[str, Callable[[JSON], None]] = {
     "Namespace": _default_namespace,
     "HorizontalPodAutoscaler": _default_hpa,
     "Node": _default_node,
+    "EndpointSlice": _default_endpoint_slice,
+    "IngressClass": _default_ingress_class,
 }
 
 

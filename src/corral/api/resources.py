@@ -311,10 +311,48 @@ RESOURCES: tuple[ResourceType, ...] = (
         True,
         "io.k8s.api.coordination.v1.Lease",
     ),
+    ResourceType(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        True,
+        "io.k8s.api.discovery.v1.EndpointSlice",
+        has_spec=False,
+    ),
+    ResourceType(
+        "networking.k8s.io",
+        "v1",
+        "Ingress",
+        "ingresses",
+        "ingress",
+        True,
+        "io.k8s.api.networking.v1.Ingress",
+        short_names=("ing",),
+        subresources=(_status("Ingress", "networking.k8s.io", "v1"),),
+    ),
+    ResourceType(
+        "networking.k8s.io",
+        "v1",
+        "IngressClass",
+        "ingressclasses",
+        "ingressclass",
+        False,
+        "io.k8s.api.networking.v1.IngressClass",
+    ),
 )
 
 # Preferred version first within each group: kubectl uses the first listed version (autoscaling/v2).
-GROUP_ORDER: tuple[str, ...] = ("", "apps", "batch", "autoscaling", "coordination.k8s.io")
+GROUP_ORDER: tuple[str, ...] = (
+    "",
+    "apps",
+    "batch",
+    "autoscaling",
+    "networking.k8s.io",
+    "coordination.k8s.io",
+    "discovery.k8s.io",
+)
 
 
 def group_versions(group: str) -> list[str]:

@@ -20,7 +20,9 @@ from corral.util.clock import rfc3339
 
 JSON = dict[str, Any]
 
-GENERATION_KINDS = frozenset({"Deployment", "ReplicaSet", "Job", "CronJob", "HorizontalPodAutoscaler"})
+GENERATION_KINDS = frozenset(
+    {"Deployment", "ReplicaSet", "Job", "CronJob", "HorizontalPodAutoscaler", "Ingress"}
+)
 
 # Metadata only the server sets: a client's value is replaced on create, kept from the old object on update.
 _SERVER_META = ("uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds")
@@ -105,7 +107,7 @@ def _reset_status(rt: ResourceType, obj: JSON) -> None:
     kind = rt.kind
     if kind == "Pod":
         obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
-    elif kind == "Service":
+    elif kind in ("Service", "Ingress"):
         obj["status"] = {"loadBalancer": {}}
     elif kind == "Namespace":
         obj["status"] = {"phase": "Active"}

@@ -8,6 +8,7 @@ Each failure is a :class:`FieldError` with a Kubernetes field path: the API answ
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -596,6 +597,254 @@ def _validate_event(obj: JSON) -> list[FieldError]:
     return errs
 
 
+_ADDRESS_TYPES = ("FQDN", "IPv4", "IPv6")
+_SLICE_PROTOCOLS = 'supported values: "SCTP", "TCP", "UDP"'
+
+
+def _ip_error(address: str, address_type: str) -> str | None:
+    """The per-type address check of ``validateEndpoints`` (IPv4/IPv6 slices).
+
+    Unlike upstream's ``ValidateEndpointIP`` loopback addresses are allowed: Corral pods share the node's
+    address, which is 127.0.0.1 for ``corral up``, so every endpoint of a one-machine cluster is loopback.
+    """
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return "must be a valid IP address"
+    if address_type == "IPv4" and parsed.version != 4:
+        return "must be a valid IPv4 address"
+    if address_type == "IPv6" and parsed.version != 6:
+        return "must be a valid IPv6 address"
+    if parsed.is_unspecified:
+        return f"may not be unspecified ({address})"
+    return None
+
+
+def _validate_endpoint_slice(obj: JSON) -> list[FieldError]:
+    errs: list[FieldError] = []
+    address_type = obj.get("addressType")
+    if not address_type:
+        errs.append(FieldError("addressType", "Required"))
+    elif address_type not in _ADDRESS_TYPES:
+        supported = ", ".join(f'"{t}"' for t in _ADDRESS_TYPES)
+        errs.append(FieldError("addressType", "NotSupported", f"supported values: {supported}", address_type))
+    endpoints = _as_list(obj.get("endpoints"))
+    if len(endpoints) > 1000:
+        errs.append(FieldError("endpoints", "TooMany", "must have at most 1000 items"))
+    for i, endpoint in enumerate(endpoints):
+        endpoint = _as_dict(endpoint)
+        path = f"endpoints[{i}]"
+        addresses = _as_list(endpoint.get("addresses"))
+        if not addresses:
+            errs.append(FieldError(f"{path}.addresses", "Required", "must contain at least 1 address"))
+        elif len(addresses) > 100:
+            errs.append(FieldError(f"{path}.addresses", "TooMany", "must have at most 100 items"))
+        for j, address in enumerate(addresses):
+            text = str(address)
+            problem: str | None
+            if address_type in ("IPv4", "IPv6"):
+                problem = _ip_error(text, str(address_type))
+            else:
+                problem = dns1123_subdomain_error(text)
+            if problem:
+                errs.append(FieldError(f"{path}.addresses[{j}]", "Invalid", problem, address))
+        node_name = endpoint.get("nodeName")
+        if node_name and (problem := dns1123_subdomain_error(str(node_name))):
+            errs.append(FieldError(f"{path}.nodeName", "Invalid", problem, node_name))
+        hostname = endpoint.get("hostname")
+        if hostname and (problem := dns1123_label_error(str(hostname))):
+            errs.append(FieldError(f"{path}.hostname", "Invalid", problem, hostname))
+    ports = _as_list(obj.get("ports"))
+    if len(ports) > 100:
+        errs.append(FieldError("ports", "TooMany", "must have at most 100 items"))
+    names: set[str] = set()
+    for i, port in enumerate(ports):
+        port = _as_dict(port)
+        path = f"ports[{i}]"
+        name = port.get("name") or ""
+        if name and (problem := dns1123_label_error(str(name))):
+            errs.append(FieldError(f"{path}.name", "Invalid", problem, name))
+        if str(name) in names:
+            errs.append(FieldError(f"{path}.name", "Duplicate", value=name))
+        names.add(str(name))
+        if port.get("port") is not None:
+            errs += _validate_port_number(port["port"], f"{path}.port")
+        protocol = port.get("protocol") or "TCP"
+        if protocol not in ("TCP", "UDP", "SCTP"):
+            errs.append(FieldError(f"{path}.protocol", "NotSupported", _SLICE_PROTOCOLS, protocol))
+    return errs
+
+
+_PATH_TYPES = ("Exact", "ImplementationSpecific", "Prefix")
+_INVALID_PATH_SEQUENCES = ("//", "/./", "/../", "%2f", "%2F")
+_INVALID_PATH_SUFFIXES = ("/..", "/.")
+
+
+def _validate_ingress_backend(backend: Any, path: str) -> list[FieldError]:
+    """``validateIngressBackend``: exactly one of resource/service; a service needs a name and a port."""
+    backend = _as_dict(backend)
+    resource, service = backend.get("resource"), backend.get("service")
+    if resource is not None and service is not None:
+        return [FieldError(path, "Invalid", "cannot set both resource and service backends", "")]
+    if resource is not None:
+        ref = _as_dict(resource)
+        errs = []
+        for field in ("kind", "name"):
+            if not ref.get(field):
+                errs.append(FieldError(f"{path}.resource.{field}", "Required"))
+        return errs
+    if service is None:
+        return [FieldError(path, "Invalid", "resource or service backend is required", "")]
+    service = _as_dict(service)
+    errs = []
+    name = service.get("name")
+    if not name:
+        errs.append(FieldError(f"{path}.service.name", "Required"))
+    elif problem := dns1035_label_error(str(name)):
+        errs.append(FieldError(f"{path}.service.name", "Invalid", problem, name))
+    port = _as_dict(service.get("port"))
+    port_name, port_number = port.get("name") or "", port.get("number") or 0
+    if port_name and port_number:
+        errs.append(FieldError(path, "Invalid", "cannot set both port name & port number", ""))
+    elif port_name:
+        if len(str(port_name)) > 15 or not _IANA_SVC_NAME.fullmatch(str(port_name)):
+            errs.append(
+                FieldError(
+                    f"{path}.service.port.name",
+                    "Invalid",
+                    "must be no more than 15 characters and consist of lower case alphanumeric "
+                    "characters or '-'",
+                    port_name,
+                )
+            )
+    elif port_number:
+        errs += _validate_port_number(port_number, f"{path}.service.port.number")
+    else:
+        errs.append(FieldError(path, "Required", "port name or number is required"))
+    return errs
+
+
+def _validate_ingress_path(entry: Any, path: str) -> list[FieldError]:
+    entry = _as_dict(entry)
+    errs: list[FieldError] = []
+    path_type = entry.get("pathType")
+    value = entry.get("path") or ""
+    if not path_type:
+        return [FieldError(f"{path}.pathType", "Required", "pathType must be specified")]
+    if path_type in ("Exact", "Prefix"):
+        if not str(value).startswith("/"):
+            errs.append(FieldError(f"{path}.path", "Invalid", "must be an absolute path", value))
+        if value:
+            for sequence in _INVALID_PATH_SEQUENCES:
+                if sequence in str(value):
+                    errs.append(
+                        FieldError(f"{path}.path", "Invalid", f"must not contain '{sequence}'", value)
+                    )
+            for suffix in _INVALID_PATH_SUFFIXES:
+                if str(value).endswith(suffix):
+                    errs.append(FieldError(f"{path}.path", "Invalid", f"cannot end with '{suffix}'", value))
+    elif path_type == "ImplementationSpecific":
+        if value and not str(value).startswith("/"):
+            errs.append(FieldError(f"{path}.path", "Invalid", "must be an absolute path", value))
+    else:
+        supported = ", ".join(f'"{t}"' for t in _PATH_TYPES)
+        errs.append(
+            FieldError(f"{path}.pathType", "NotSupported", f"supported values: {supported}", path_type)
+        )
+    errs += _validate_ingress_backend(entry.get("backend"), f"{path}.backend")
+    return errs
+
+
+def _ingress_host_errors(host: str, path: str) -> list[FieldError]:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [FieldError(path, "Invalid", "must be a DNS name, not an IP address", host)]
+    if host.startswith("*."):
+        problem = dns1123_subdomain_error(host[2:])
+        if problem:
+            return [
+                FieldError(
+                    path,
+                    "Invalid",
+                    "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS "
+                    "subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and "
+                    "end with an alphanumeric character (e.g. '*.example.com', regex used for validation "
+                    "is '\\*\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+                    host,
+                )
+            ]
+        return []
+    problem = dns1123_subdomain_error(host)
+    return [FieldError(path, "Invalid", problem, host)] if problem else []
+
+
+def _validate_ingress(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    errs: list[FieldError] = []
+    rules = _as_list(spec.get("rules"))
+    default_backend = spec.get("defaultBackend")
+    if not rules and default_backend is None:
+        errs.append(FieldError("spec", "Invalid", "either `defaultBackend` or `rules` must be specified", []))
+    if default_backend is not None:
+        errs += _validate_ingress_backend(default_backend, "spec.defaultBackend")
+    for i, rule in enumerate(rules):
+        rule = _as_dict(rule)
+        host = rule.get("host")
+        if host:
+            errs += _ingress_host_errors(str(host), f"spec.rules[{i}].host")
+        http = rule.get("http")
+        if http is None:
+            continue
+        paths = _as_list(_as_dict(http).get("paths"))
+        if not paths:
+            errs.append(FieldError(f"spec.rules[{i}].http.paths", "Required"))
+        for j, entry in enumerate(paths):
+            errs += _validate_ingress_path(entry, f"spec.rules[{i}].http.paths[{j}]")
+    for i, tls in enumerate(_as_list(spec.get("tls"))):
+        for j, host in enumerate(_as_list(_as_dict(tls).get("hosts"))):
+            errs += _ingress_host_errors(str(host), f"spec.tls[{i}].hosts[{j}]")
+    class_name = spec.get("ingressClassName")
+    if class_name is not None and (problem := dns1123_subdomain_error(str(class_name))):
+        errs.append(FieldError("spec.ingressClassName", "Invalid", problem, class_name))
+    return errs
+
+
+def _validate_ingress_class(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    errs: list[FieldError] = []
+    controller = spec.get("controller")
+    if not controller:
+        errs.append(FieldError("spec.controller", "Required"))
+    elif len(str(controller)) > 250:
+        errs.append(FieldError("spec.controller", "TooLong", "must have at most 250 bytes", controller))
+    params = spec.get("parameters")
+    if isinstance(params, dict):
+        for field in ("kind", "name"):
+            if not params.get(field):
+                errs.append(FieldError(f"spec.parameters.{field}", "Required"))
+        scope = params.get("scope") or "Cluster"
+        if scope not in ("Cluster", "Namespace"):
+            errs.append(
+                FieldError(
+                    "spec.parameters.scope", "NotSupported", 'supported values: "Cluster", "Namespace"', scope
+                )
+            )
+        elif scope == "Namespace" and not params.get("namespace"):
+            errs.append(
+                FieldError(
+                    "spec.parameters.namespace", "Required", "`parameters.scope` is set to 'Namespace'"
+                )
+            )
+        elif scope == "Cluster" and params.get("namespace"):
+            errs.append(
+                FieldError("spec.parameters.namespace", "Forbidden", "`parameters.scope` is set to 'Cluster'")
+            )
+    return errs
+
+
 VALIDATORS: dict[str, Callable[[JSON], list[FieldError]]] = {
     "Deployment": _validate_deployment,
     "ReplicaSet": _validate_replicaset,
@@ -607,6 +856,9 @@ VALIDATORS: dict[str, Callable[[JSON], list[FieldError]]] = {
     "Secret": _validate_secret,
     "HorizontalPodAutoscaler": _validate_hpa,
     "Event": _validate_event,
+    "EndpointSlice": _validate_endpoint_slice,
+    "Ingress": _validate_ingress,
+    "IngressClass": _validate_ingress_class,
 }
 
 
@@ -652,6 +904,10 @@ def validate_update(kind: str, new: JSON, old: JSON) -> list[FieldError]:
         for field in ("data", "binaryData", "stringData"):
             if _changed(new.get(field), old.get(field)):
                 errs.append(FieldError(field, "Forbidden", "field is immutable when `immutable` is set"))
+    if kind == "EndpointSlice" and _changed(new.get("addressType"), old.get("addressType")):
+        errs.append(FieldError("addressType", "Invalid", _IMMUTABLE_MSG, new.get("addressType")))
+    if kind == "IngressClass" and _changed(nspec.get("controller"), ospec.get("controller")):
+        errs.append(FieldError("spec.controller", "Invalid", _IMMUTABLE_MSG, nspec.get("controller")))
     if kind == "Secret" and _changed(new.get("type"), old.get("type")):
         errs.append(FieldError("type", "Invalid", _IMMUTABLE_MSG, new.get("type")))
     return errs

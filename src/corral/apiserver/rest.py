@@ -17,6 +17,7 @@ import base64
 import builtins
 import copy
 import ipaddress
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -441,12 +442,14 @@ class ResourceAPI:
                 )
             spec["clusterIPs"] = [wanted]
         else:
-            for host in SERVICE_CIDR.hosts():
-                if host.packed[-1] in (0, 255) or str(host) in used_ips:
-                    continue
-                spec["clusterIP"] = str(host)
-                spec["clusterIPs"] = [str(host)]
-                break
+            def free_ip(index: int) -> bool:
+                ip = str(SERVICE_CIDR[index])
+                return ip not in used_ips and ip.rsplit(".", 1)[1] not in ("0", "255")
+
+            index = _random_free(SERVICE_CIDR.num_addresses, free_ip)
+            if index is not None:
+                spec["clusterIP"] = str(SERVICE_CIDR[index])
+                spec["clusterIPs"] = [spec["clusterIP"]]
             else:
                 raise st.ApiError(
                     500,
@@ -477,7 +480,13 @@ class ResourceAPI:
                     used_ports.add(int(port["nodePort"]))
                     continue
                 previous = old_ports.get((port.get("port"), port.get("protocol")))
-                candidate = previous or next((p for p in NODE_PORT_RANGE if p not in used_ports), None)
+                if previous:
+                    candidate: int | None = previous
+                else:
+                    offset = _random_free(
+                        len(NODE_PORT_RANGE), lambda i: NODE_PORT_RANGE[i] not in used_ports
+                    )
+                    candidate = None if offset is None else NODE_PORT_RANGE[offset]
                 if candidate is None:
                     raise st.internal("failed to allocate a nodePort: range is full")
                 port["nodePort"] = candidate
@@ -1103,3 +1112,18 @@ def _pod_grace(rt: ResourceType, obj: JSON, opts: DeleteOptions) -> int:
     if opts.grace_period_seconds is not None:
         return max(0, int(opts.grace_period_seconds))
     return int((obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30) or 0)
+
+
+def _random_free(size: int, is_free: Callable[[int], bool]) -> int | None:
+    """An index in ``range(size)`` that ``is_free``, probing on from a random start (as upstream's
+    allocators do): two clusters on one machine then rarely hand out the same loopback ClusterIP or node
+    port, and a freed address is not reused at once."""
+    start = _ALLOCATION_RANDOM.randrange(size)
+    for step in range(size):
+        index = (start + step) % size
+        if is_free(index):
+            return index
+    return None
+
+
+_ALLOCATION_RANDOM = random.Random()

@@ -59,6 +59,12 @@ async def gather_related(transport: HttpTransport, rt: ResourceType, obj: JSON) 
     related.events = events.items
     if rt.kind == "Service":
         related.endpoints = await _optional_get(transport, _required("", "v1", "endpoints"), ns, meta["name"])
+        slices = await transport.list(
+            _required("discovery.k8s.io", "v1", "endpointslices"),
+            ns,
+            label_selector=f"kubernetes.io/service-name={meta['name']}",
+        )
+        related.endpoint_slices = slices.items
     elif rt.kind == "Node":
         related.lease = await _optional_get(
             transport, _required("coordination.k8s.io", "v1", "leases"), "kube-node-lease", meta["name"]

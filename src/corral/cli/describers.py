@@ -36,6 +36,9 @@ class Related:
 
     events: list[JSON] = field(default_factory=list)
     endpoints: JSON | None = None
+    endpoint_slices: list[JSON] | None = None
+    """A Service's EndpointSlices (``kubernetes.io/service-name=<name>``), in the server's list order; kubectl
+    1.32 describes a Service's endpoints from these. None: not fetched, fall back to ``endpoints``."""
     replica_sets: list[JSON] = field(default_factory=list)
     lease: JSON | None = None
     """A Node's heartbeat Lease (``kube-node-lease/<name>``)."""
@@ -375,6 +378,9 @@ def _volumes(w: Writer, level: int, pod_spec: JSON) -> None:
 def _pod_template(w: Writer, template: JSON) -> None:
     w.write(0, "Pod Template:")
     _map_lines(w, 1, "Labels", _d(template.get("metadata")).get("labels"))
+    annotations = _d(template.get("metadata")).get("annotations")
+    if annotations:  # kubectl's DescribePodTemplate shows them only when there are some
+        _map_lines(w, 1, "Annotations", annotations, sep=": ")
     spec = _d(template.get("spec"))
     if spec.get("serviceAccountName"):
         w.write(1, f"Service Account:\t{spec.get('serviceAccountName')}")
@@ -382,6 +388,13 @@ def _pod_template(w: Writer, template: JSON) -> None:
     _volumes(w, 1, spec)
     _map_lines(w, 1, "Node-Selectors", spec.get("nodeSelector"))
     _list_lines(w, 1, "Tolerations", _tolerations(spec))
+
+
+def pod_template_text(template: JSON) -> str:
+    """``DescribePodTemplate`` on its own, as ``rollout history --revision N`` prints it."""
+    w = Writer()
+    _pod_template(w, template)
+    return w.render()
 
 
 def _containers(
@@ -775,16 +788,92 @@ def _node_pods(w: Writer, status: JSON, pods: list[JSON], now: datetime) -> None
         w.write(1, f"{name}\t{shown[0]}\t{shown[1]}")
 
 
-def _endpoint_addresses(endpoints: JSON | None, port_name: str) -> str:
+def _join_host_port(host: str, port: Any) -> str:
+    """``net.JoinHostPort``: IPv6 literals get brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def format_endpoints(endpoints: JSON | None, port_name: str | None) -> str:
+    """kubectl's ``formatEndpoints``: ``ip:port`` of the ready addresses serving ``port_name`` (every port
+    when None), the first three then ``+ N more...``; ``<none>`` when the object has no subsets."""
+    subsets = _l(_d(endpoints).get("subsets"))
+    if not subsets:
+        return "<none>"
     shown: list[str] = []
-    for subset in _l(_d(endpoints).get("subsets")):
+    limit = 3
+    more = False
+    count = 0
+    for subset in subsets:
         subset = _d(subset)
-        for port in _l(subset.get("ports")):
-            port = _d(port)
-            if str(port.get("name") or "") != port_name:
+        addresses = [_d(a) for a in _l(subset.get("addresses"))]
+        ports = [_d(p) for p in _l(subset.get("ports"))]
+        if not ports:
+            # A headless Service may have no ports: its endpoints are bare addresses.
+            for address in addresses:
+                if len(shown) == limit:
+                    more = True
+                if not more:
+                    shown.append(str(address.get("ip", "")))
+                count += 1
+            continue
+        for port in ports:
+            if port_name is not None and str(port.get("name") or "") != port_name:
                 continue
-            shown.extend(f"{_d(a).get('ip')}:{port.get('port')}" for a in _l(subset.get("addresses")))
-    return ",".join(shown) or "<none>"
+            for address in addresses:
+                if len(shown) == limit:
+                    more = True
+                if not more:
+                    shown.append(_join_host_port(str(address.get("ip", "")), port.get("port")))
+                count += 1
+    text = ",".join(shown)
+    return f"{text} + {count - limit} more..." if more else text
+
+
+def format_endpoint_slices(slices: list[JSON], port_name: str | None) -> str:
+    """kubectl 1.32's ``formatEndpointSlices``: ``ip:port`` of the ready endpoints (``ready`` unset counts
+    as ready) serving ``port_name`` (every port when None), slice by slice, the first three then ``+ N
+    more...``; ``<none>`` when there is no slice."""
+    if not slices:
+        return "<none>"
+    shown: list[str] = []
+    limit = 3
+    more = False
+    count = 0
+    for endpoint_slice in slices:
+        endpoints = [_d(e) for e in _l(_d(endpoint_slice).get("endpoints"))]
+        ports = [_d(p) for p in _l(_d(endpoint_slice).get("ports"))]
+        targets: list[Any] = (
+            [None] if not ports else [p.get("port") for p in ports if _port_selected(p, port_name)]
+        )
+        for number in targets:
+            for endpoint in endpoints:
+                if len(shown) == limit:
+                    more = True
+                if _d(endpoint.get("conditions")).get("ready") is False:
+                    continue
+                addresses = _l(endpoint.get("addresses"))
+                address = str(addresses[0]) if addresses else ""
+                if not more:
+                    shown.append(address if number is None else _join_host_port(address, number))
+                count += 1
+    text = ",".join(shown)
+    return f"{text} + {count - limit} more..." if more else text
+
+
+def _port_selected(port: JSON, port_name: str | None) -> bool:
+    return port_name is None or str(port.get("name") or "") == port_name
+
+
+def _load_balancer_ingress(status: JSON) -> str:
+    """``buildIngressString``: IP (or hostname) of each entry, with its ``ipMode`` in parentheses."""
+    shown = []
+    for entry in _l(_d(status.get("loadBalancer")).get("ingress")):
+        entry = _d(entry)
+        text = str(entry.get("ip") or entry.get("hostname") or "")
+        if entry.get("ipMode"):
+            text += f" ({entry['ipMode']})"
+        shown.append(text)
+    return ", ".join(shown)
 
 
 def _service(w: Writer, obj: JSON, related: Related, now: datetime) -> None:
@@ -794,11 +883,20 @@ def _service(w: Writer, obj: JSON, related: Related, now: datetime) -> None:
     w.write(0, f"Type:\t{spec.get('type') or 'ClusterIP'}")
     if spec.get("ipFamilyPolicy"):
         w.write(0, f"IP Family Policy:\t{spec.get('ipFamilyPolicy')}")
-    if _l(spec.get("ipFamilies")):
-        w.write(0, f"IP Families:\t{','.join(map(str, _l(spec.get('ipFamilies'))))}")
-    w.write(0, f"IP:\t{spec.get('clusterIP') or '<none>'}")
-    if _l(spec.get("clusterIPs")):
-        w.write(0, f"IPs:\t{','.join(map(str, _l(spec.get('clusterIPs'))))}")
+    families = _l(spec.get("ipFamilies"))
+    w.write(0, f"IP Families:\t{','.join(map(str, families)) if families else '<none>'}")
+    w.write(0, f"IP:\t{spec.get('clusterIP') or ''}")
+    cluster_ips = _l(spec.get("clusterIPs"))
+    w.write(0, f"IPs:\t{','.join(map(str, cluster_ips)) if cluster_ips else '<none>'}")
+    if _l(spec.get("externalIPs")):
+        w.write(0, f"External IPs:\t{','.join(map(str, _l(spec.get('externalIPs'))))}")
+    if spec.get("loadBalancerIP"):
+        w.write(0, f"IP:\t{spec.get('loadBalancerIP')}")
+    if spec.get("type") == "ExternalName":
+        w.write(0, f"External Name:\t{spec.get('externalName') or ''}")
+    ingress = _load_balancer_ingress(_d(obj.get("status")))
+    if ingress:
+        w.write(0, f"LoadBalancer Ingress:\t{ingress}")
     for port in _l(spec.get("ports")):
         port = _d(port)
         name = str(port.get("name") or "<unset>")
@@ -807,8 +905,21 @@ def _service(w: Writer, obj: JSON, related: Related, now: datetime) -> None:
         w.write(0, f"TargetPort:\t{port.get('targetPort', port.get('port'))}/{protocol}")
         if port.get("nodePort"):
             w.write(0, f"NodePort:\t{name}\t{port.get('nodePort')}/{protocol}")
-        w.write(0, f"Endpoints:\t{_endpoint_addresses(related.endpoints, str(port.get('name') or ''))}")
+        port_name = str(port.get("name") or "")
+        if related.endpoint_slices is not None:
+            w.write(0, f"Endpoints:\t{format_endpoint_slices(related.endpoint_slices, port_name)}")
+        else:
+            w.write(0, f"Endpoints:\t{format_endpoints(related.endpoints, port_name)}")
     w.write(0, f"Session Affinity:\t{spec.get('sessionAffinity') or 'None'}")
+    if spec.get("externalTrafficPolicy"):
+        w.write(0, f"External Traffic Policy:\t{spec.get('externalTrafficPolicy')}")
+    if spec.get("internalTrafficPolicy"):
+        w.write(0, f"Internal Traffic Policy:\t{spec.get('internalTrafficPolicy')}")
+    if spec.get("healthCheckNodePort"):
+        w.write(0, f"HealthCheck NodePort:\t{spec.get('healthCheckNodePort')}")
+    if _l(spec.get("loadBalancerSourceRanges")):
+        ranges = ",".join(map(str, _l(spec.get("loadBalancerSourceRanges"))))
+        w.write(0, f"LoadBalancer Source Ranges:\t{ranges}")
 
 
 def _config_map(w: Writer, obj: JSON, related: Related, now: datetime) -> None:

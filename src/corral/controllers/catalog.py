@@ -5,10 +5,12 @@ from __future__ import annotations
 from corral.client.base import Transport
 from corral.controllers.cronjob import CronJobController
 from corral.controllers.deployment import DeploymentController
+from corral.controllers.endpoints import EndpointsController
 from corral.controllers.gc import GarbageCollector
 from corral.controllers.job import JobController
 from corral.controllers.replicaset import ReplicaSetController
 from corral.controllers.runtime import Controller
+from corral.controllers.servicelb import ServiceLoadBalancerController
 from corral.util.clock import Clock
 
 
@@ -19,4 +21,6 @@ def all_controllers(transport: Transport, clock: Clock) -> list[Controller]:
     controllers.append(CronJobController(transport, clock))
     controllers.append(ReplicaSetController(transport, clock))
     controllers.append(DeploymentController(transport, clock))
+    controllers.append(EndpointsController(transport, clock))
+    controllers.append(ServiceLoadBalancerController(transport))
     return controllers

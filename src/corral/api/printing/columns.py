@@ -262,6 +262,30 @@ _LEASE_HOLDER: Final = (
     "is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field."
 )
 
+_ENDPOINT_SLICE_ADDRESS_TYPE: Final = (
+    "addressType specifies the type of address carried by this EndpointSlice. All addresses in this slice "
+    "must be the same type. This field is immutable after creation. The following address types are "
+    "currently supported: * IPv4: Represents an IPv4 Address. * IPv6: Represents an IPv6 Address. * FQDN: "
+    "Represents a Fully Qualified Domain Name."
+)
+_ENDPOINT_SLICE_PORTS: Final = (
+    "ports specifies the list of network ports exposed by each endpoint in this slice. Each port must have "
+    "a unique name. When ports is empty, it indicates that there are no defined ports. When a port is "
+    'defined with a nil port value, it indicates "all ports". Each slice may include a maximum of 100 '
+    "ports."
+)
+_ENDPOINT_SLICE_ENDPOINTS: Final = (
+    "endpoints is a list of unique endpoints in this slice. Each slice may include a maximum of 1000 "
+    "endpoints."
+)
+# Ingress and IngressClass columns carry hand-written descriptions upstream, not SwaggerDocs.
+_INGRESS_CLASS: Final = "The name of the IngressClass resource that should be used for this Ingress"
+_INGRESS_HOSTS: Final = "Hosts that incoming requests are matched against before the ingress rule"
+_INGRESS_ADDRESS: Final = "Address is a list containing ingress points for the load-balancer"
+_INGRESS_PORTS: Final = "Ports of TLS configurations that open"
+_INGRESS_CLASS_CONTROLLER: Final = "Controller that is responsible for handling this class"
+_INGRESS_CLASS_PARAMETERS: Final = "A reference to a resource with additional parameters"
+
 
 def _col(name: str, typ: str, description: str, *, priority: int = 0, fmt: str = "") -> dict[str, Any]:
     # Key order is Go's field order in TableColumnDefinition, so encoded bodies read like upstream's.
@@ -324,6 +348,27 @@ COLUMNS: Final[dict[str, list[dict[str, Any]]]] = {
     "Endpoints": [
         _col("Name", "string", _NAME, fmt="name"),
         _col("Endpoints", "string", _ENDPOINTS_ENDPOINTS),
+        _col("Age", "string", _AGE),
+    ],
+    "EndpointSlice": [
+        _col("Name", "string", _NAME, fmt="name"),
+        _col("AddressType", "string", _ENDPOINT_SLICE_ADDRESS_TYPE),
+        _col("Ports", "string", _ENDPOINT_SLICE_PORTS),
+        _col("Endpoints", "string", _ENDPOINT_SLICE_ENDPOINTS),
+        _col("Age", "string", _AGE),
+    ],
+    "Ingress": [
+        _col("Name", "string", _NAME, fmt="name"),
+        _col("Class", "string", _INGRESS_CLASS),
+        _col("Hosts", "string", _INGRESS_HOSTS),
+        _col("Address", "string", _INGRESS_ADDRESS),
+        _col("Ports", "string", _INGRESS_PORTS),
+        _col("Age", "string", _AGE),
+    ],
+    "IngressClass": [
+        _col("Name", "string", _NAME, fmt="name"),
+        _col("Controller", "string", _INGRESS_CLASS_CONTROLLER),
+        _col("Parameters", "string", _INGRESS_CLASS_PARAMETERS),
         _col("Age", "string", _AGE),
     ],
     "Node": [

@@ -496,6 +496,108 @@ def _endpoints(obj: JSON, ctx: _Ctx, api_version: str) -> list[Cell]:
     return [name, _format_endpoints(_l(obj.get("subsets"))), age]
 
 
+def _list_with_more(shown: list[str], more: bool, count: int, limit: int) -> str:
+    """``listWithMoreString``: ``a,b,c + N more...``, or ``<unset>`` for an empty list."""
+    text = ",".join(shown)
+    if more:
+        return f"{text} + {count - limit} more..."
+    return text or "<unset>"
+
+
+def _endpoint_slice(obj: JSON, ctx: _Ctx, api_version: str) -> list[Cell]:
+    name, age = _name_age(obj, ctx)
+    limit = 3
+    ports: list[str] = []
+    more_ports = False
+    port_count = 0
+    for port in _l(obj.get("ports")):
+        port = _d(port)
+        if len(ports) < limit:
+            # formatDiscoveryPorts: the number, else the name (a nil port means "all ports": "*").
+            number = _opt_i(port.get("port"))
+            port_name = port.get("name")
+            if number is not None:
+                ports.append(str(number))
+            elif isinstance(port_name, str):
+                ports.append(port_name)
+            else:
+                ports.append("*")
+        else:
+            more_ports = True
+        port_count += 1
+    addresses: list[str] = []
+    more_addresses = False
+    address_count = 0
+    for endpoint in _l(obj.get("endpoints")):
+        for address in _l(_d(endpoint).get("addresses")):
+            if len(addresses) < limit:
+                addresses.append(_s(address))
+            else:
+                more_addresses = True
+            address_count += 1
+    return [
+        name,
+        _s(obj.get("addressType")),
+        _list_with_more(ports, more_ports, port_count, limit),
+        _list_with_more(addresses, more_addresses, address_count, limit),
+        age,
+    ]
+
+
+# --- Ingress -------------------------------------------------------------------------------------------
+
+
+def _ingress_hosts(rules: list[Any]) -> str:
+    """``formatHosts``: the first three non-empty hosts, ``*`` when none, ``+ N more...`` past three rules."""
+    shown: list[str] = []
+    limit = 3
+    more = False
+    for rule in rules:
+        if len(shown) == limit:
+            more = True
+        host = _s(_d(rule).get("host"))
+        if not more and host:
+            shown.append(host)
+    if not shown:
+        return "*"
+    text = ",".join(shown)
+    return f"{text} + {len(rules) - limit} more..." if more else text
+
+
+def _ingress(obj: JSON, ctx: _Ctx, api_version: str) -> list[Cell]:
+    name, age = _name_age(obj, ctx)
+    spec = _d(obj.get("spec"))
+    class_name = spec.get("ingressClassName")
+    found: set[str] = set()
+    for ingress in _l(_d(_d(obj.get("status")).get("loadBalancer")).get("ingress")):
+        ingress = _d(ingress)
+        address = _s(ingress.get("ip")) or _s(ingress.get("hostname"))
+        if address:
+            found.add(address)
+    return [
+        name,
+        class_name if isinstance(class_name, str) else "<none>",
+        _ingress_hosts(_l(spec.get("rules"))),
+        ",".join(sorted(found)),  # a sorted set; never clipped on the server (wide)
+        "80, 443" if _l(spec.get("tls")) else "80",
+        age,
+    ]
+
+
+def _ingress_class(obj: JSON, ctx: _Ctx, api_version: str) -> list[Cell]:
+    name, age = _name_age(obj, ctx)
+    spec = _d(obj.get("spec"))
+    parameters = "<none>"
+    params = spec.get("parameters")
+    if isinstance(params, dict):
+        parameters = _s(params.get("kind"))
+        group = params.get("apiGroup")
+        if isinstance(group, str):
+            parameters += "." + group
+        parameters += "/" + _s(params.get("name"))
+    return [name, _s(spec.get("controller")), parameters, age]
+
+
 # --- Config and identity -------------------------------------------------------------------------------
 
 
@@ -755,6 +857,9 @@ PRINTERS: Final[dict[str, Printer]] = {
     "CronJob": _cronjob,
     "Service": _service,
     "Endpoints": _endpoints,
+    "EndpointSlice": _endpoint_slice,
+    "Ingress": _ingress,
+    "IngressClass": _ingress_class,
     "ConfigMap": _configmap,
     "Secret": _secret,
     "ServiceAccount": _serviceaccount,
