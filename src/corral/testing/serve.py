@@ -1,7 +1,8 @@
 """Run a Corral API server in its own process for tests and benchmarks: ``python -m corral.testing.serve``.
 
-Prints one line ``READY <url> <kubeconfig>`` on stdout once it accepts connections, then serves until
-SIGTERM/SIGINT. Independent of the CLI so tests of the server do not depend on it.
+Prints one line ``READY <url> <kubeconfig>`` on stdout once it accepts connections, then
+``DATAPLANE dns=HOST:PORT ingress=HOST:PORT`` (``-`` when off), then serves until SIGTERM/SIGINT.
+Independent of the CLI so tests of the server do not depend on it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,13 @@ async def _main(args: argparse.Namespace) -> None:
             port=args.port,
             store=args.store,
             max_pods=args.max_pods,
+            dns_port=None if args.dns_port < 0 else args.dns_port,
+            ingress_port=None if args.ingress_port < 0 else args.ingress_port,
         )
     )
     await server.start()
     print(f"READY {server.url} {server.kubeconfig_path}", flush=True)
+    print(f"DATAPLANE dns={server.dns_address or '-'} ingress={server.ingress_address or '-'}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -43,16 +47,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--store", default=None)
     parser.add_argument("--max-pods", type=int, default=110)
+    parser.add_argument("--dns-port", type=int, default=0, help="0 picks a free port, -1 turns DNS off")
+    parser.add_argument("--ingress-port", type=int, default=0, help="0 picks a free port, -1 turns it off")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         try:
             import uvloop
-
-            uvloop.run(_main(args))
-            return
         except ImportError:
-            pass
-        asyncio.run(_main(args))
+            asyncio.run(_main(args))
+        else:
+            # Outside the try: an ImportError raised while serving must not start a second server.
+            uvloop.run(_main(args))
     sys.exit(0)
 
 
