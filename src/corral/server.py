@@ -34,6 +34,7 @@ from corral.client.local import LocalTransport
 from corral.controllers.catalog import all_controllers
 from corral.controllers.leader import LeaderElector
 from corral.controllers.runtime import ControllerManager
+from corral.proxy.node import NodeDataPlane, open_dataplane
 from corral.scheduler.scheduler import Scheduler
 from corral.store import EngineStore, open_store
 from corral.util.clock import SystemClock
@@ -70,6 +71,10 @@ class ServerConfig:
     max_pods: int = 110
     keep_workloads: bool = False
     """On a clean stop, leave pod processes running for the next start to adopt (SIGKILL leaves them too)."""
+    dns_port: int | None = 10053
+    """Port of the node's DNS server on the node address (0: any free port; None: no DNS server)."""
+    ingress_port: int | None = 10080
+    """Port of the node's HTTP ingress on the node address (0: any free port; None: no ingress)."""
 
 
 def kubeconfig_document(
@@ -103,6 +108,9 @@ class CorralServer:
         self.token: str | None = None
         self.nodes = NodeDirectory()
         self.agent: Agent | None = None
+        self.dataplane: NodeDataPlane | None = None
+        self.dns_address = ""
+        self.ingress_address = ""
         self._background: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -154,6 +162,12 @@ class CorralServer:
             self._background.append(asyncio.create_task(self._run_controllers(transport), name="controllers"))
         if self.config.agent:
             name = self.config.node_name or default_node_name()
+            # The data plane first: pods started by the agent get its DNS address in their environment.
+            self.dataplane = await open_dataplane(
+                transport, address, name, self.config.dns_port, self.config.ingress_port
+            )
+            self.dns_address = self.dataplane.dns_address
+            self.ingress_address = self.dataplane.ingress_address
             runtime = await ProcessRuntime.open(self.config.data_dir / "agent" / "runtime")
             self.agent = Agent(
                 transport,
@@ -163,10 +177,13 @@ class CorralServer:
                     address=address,
                     data_dir=self.config.data_dir / "agent",
                     max_pods=self.config.max_pods,
+                    dns_address=self.dns_address or None,
                 ),
             )
+            self.agent.termination_gate = self.dataplane.drained
             await self.agent.start()
             self.nodes.register(name, self.agent)
+            await self.dataplane.start()
 
     async def _run_controllers(self, transport: LocalTransport) -> None:
         """Controllers run while this process holds the controller-manager Lease."""
@@ -190,6 +207,9 @@ class CorralServer:
         os.replace(tmp, self.kubeconfig_path)
 
     async def stop(self) -> None:
+        if self.dataplane is not None:
+            await self.dataplane.close()
+            self.dataplane = None
         if self.agent is not None:
             self.nodes.unregister(self.agent.config.node_name)
             await self.agent.stop(stop_workloads=not self.config.keep_workloads)

@@ -32,6 +32,7 @@ from corral.apiserver.status import ApiError
 from corral.cli.errors import CliError
 from corral.cli.output import Printer
 from corral.cli.up import _loop_factory, configure_logging
+from corral.client.base import Transport
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,13 @@ async def run_agent(
     data_dir: Path,
     stop_workloads: bool,
     printer: Printer,
+    dns_port: int | None = None,
+    ingress_port: int | None = None,
 ) -> None:
     from corral.agent.agent import Agent, AgentConfig
     from corral.agent.runtimes.process import ProcessRuntime
     from corral.client import ClusterAccess, HttpTransport
+    from corral.proxy.node import NodeDataPlane, open_dataplane
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -104,16 +108,29 @@ async def run_agent(
         loop.add_signal_handler(sig, stopping.set)
     transport = HttpTransport(ClusterAccess(server, token, ca_pem, insecure))
     node_agent: Agent | None = None
+    dataplane: NodeDataPlane | None = None
     try:
+        # Reach the server before binding anything, so a wrong --server or --token is one error line.
+        await _reach(transport, name)
+        dataplane = await open_dataplane(transport, address, name, dns_port, ingress_port)
         runtime = await ProcessRuntime.open(data_dir / "runtime")
         node_agent = Agent(
-            transport, runtime, AgentConfig(node_name=name, address=address, data_dir=data_dir)
+            transport,
+            runtime,
+            AgentConfig(
+                node_name=name,
+                address=address,
+                data_dir=data_dir,
+                dns_address=dataplane.dns_address or None,
+            ),
         )
+        node_agent.termination_gate = dataplane.drained
         started = asyncio.ensure_future(node_agent.start())
         stop_wait = asyncio.ensure_future(stopping.wait())
         await asyncio.wait({started, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         if started.done():
             started.result()  # a failed registration (401, unreachable server) ends the command here
+            await dataplane.start()
             printer.line(
                 f"Corral agent is running as node {name} (address {address}, data dir {data_dir}), "
                 f"joined {server}",
@@ -127,6 +144,8 @@ async def run_agent(
         stop_wait.cancel()
         log.info("stopping")
     finally:
+        if dataplane is not None:
+            await dataplane.close()
         if node_agent is not None:
             await node_agent.stop(stop_workloads=stop_workloads)
         await transport.close()
@@ -135,6 +154,18 @@ async def run_agent(
     printer.line(
         "Corral agent stopped." if not stop_workloads else "Corral agent stopped (workloads stopped)."
     )
+
+
+async def _reach(transport: Transport, node_name: str) -> None:
+    from corral.api.resources import REGISTRY
+
+    nodes = REGISTRY.resolve("nodes")
+    assert nodes is not None
+    try:
+        await transport.get(nodes, None, node_name)
+    except ApiError as exc:
+        if exc.code != 404:
+            raise
 
 
 def agent(
@@ -185,6 +216,16 @@ def agent(
             show_default=False,
         ),
     ] = None,
+    dns_port: Annotated[
+        int,
+        typer.Option("--dns-port", min=-1, max=65535, help="Port of the node's DNS (0: any free, -1: off)."),
+    ] = 10053,
+    ingress_port: Annotated[
+        int,
+        typer.Option(
+            "--ingress-port", min=-1, max=65535, help="Port of the HTTP ingress (0: any free, -1: off)."
+        ),
+    ] = 10080,
     stop_workloads: Annotated[
         bool,
         typer.Option(
@@ -235,6 +276,8 @@ def agent(
                     directory,
                     stop_workloads,
                     Printer(),
+                    None if dns_port < 0 else dns_port,
+                    None if ingress_port < 0 else ingress_port,
                 )
             )
     except ApiError as exc:

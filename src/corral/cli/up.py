@@ -33,6 +33,9 @@ def configure_logging(verbosity: int) -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
+    # Where the node's DNS server and ingress listen is always worth one line, whatever the verbosity.
+    for name in ("corral.proxy.dns", "corral.proxy.ingress"):
+        logging.getLogger(name).setLevel(min(level, logging.INFO))
 
 
 def _listen_error(exc: OSError, host: str, port: int) -> CliError:
@@ -107,6 +110,16 @@ def up(
             help="On stop, leave pod processes running; the next `corral up` adopts them.",
         ),
     ] = False,
+    dns_port: Annotated[
+        int,
+        typer.Option("--dns-port", min=-1, max=65535, help="Port of the cluster DNS (0: any free, -1: off)."),
+    ] = 10053,
+    ingress_port: Annotated[
+        int,
+        typer.Option(
+            "--ingress-port", min=-1, max=65535, help="Port of the HTTP ingress (0: any free, -1: off)."
+        ),
+    ] = 10080,
 ) -> None:
     """Run Corral (API server and all) in the foreground; writes a kubeconfig into the data dir."""
     from corral.server import ServerConfig, default_data_dir  # heavy imports: only `up` pays for them
@@ -121,6 +134,8 @@ def up(
         node_name=node_name,
         keep_workloads=keep_workloads,
         max_pods=max_pods,
+        dns_port=None if dns_port < 0 else dns_port,
+        ingress_port=None if ingress_port < 0 else ingress_port,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(config, Printer()))

@@ -19,6 +19,9 @@ class ServerProcess:
     url: str = ""
     kubeconfig: Path = field(default_factory=Path)
     proc: subprocess.Popen[str] | None = None
+    max_pods: int | None = None
+    dns_address: tuple[str, int] | None = None
+    ingress_address: tuple[str, int] | None = None
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         cmd = [
@@ -32,6 +35,8 @@ class ServerProcess:
         ]
         if self.store:
             cmd += ["--store", self.store]
+        if self.max_pods:
+            cmd += ["--max-pods", str(self.max_pods)]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
@@ -46,9 +51,26 @@ class ServerProcess:
                 _, self.url, kubeconfig = line.split()
                 self.kubeconfig = Path(kubeconfig)
                 self.port = int(self.url.rsplit(":", 1)[1])
+                self._read_dataplane_line()
                 return self
         self.kill()
         raise TimeoutError("server did not become ready")
+
+    def _read_dataplane_line(self) -> None:
+        """``DATAPLANE dns=HOST:PORT ingress=HOST:PORT`` follows READY (``-`` for a part that is off)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("DATAPLANE"):
+            return
+        for item in line.split()[1:]:
+            name, _, value = item.partition("=")
+            if value == "-" or ":" not in value:
+                continue
+            host, _, port = value.rpartition(":")
+            if name == "dns":
+                self.dns_address = (host, int(port))
+            elif name == "ingress":
+                self.ingress_address = (host, int(port))
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:
