@@ -78,7 +78,7 @@ def test_get_wide_shows_containers_and_images(kubectl: Kubectl) -> None:
     svc = kubectl.run("get", "svc", "hello").stdout.splitlines()
     assert svc[0].split() == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"]
     assert svc[1].split()[1] == "NodePort" and svc[1].split()[2].startswith("127.")
-    assert re.fullmatch(r"80:3\d{4}/TCP", svc[1].split()[4]), svc[1]
+    assert re.fullmatch(r"8080:3\d{4}/TCP", svc[1].split()[4]), svc[1]
 
 
 def test_get_yaml_has_server_fields_and_defaults(kubectl: Kubectl) -> None:

@@ -142,7 +142,7 @@ spec:
               service:
                 name: hello
                 port:
-                  number: 80
+                  number: 8080
     - host: b.example
       http:
         paths:
