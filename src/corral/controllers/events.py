@@ -2,6 +2,9 @@
 
 The same (object, reason, message) within a process bumps ``count`` and ``lastTimestamp`` of one Event
 instead of creating another. Events are best effort: a failure to record never fails a reconcile.
+
+The dedup memory is bounded (``max_entries``, oldest forgotten first) so a long-lived recorder does not grow
+with every object it ever saw; forgetting only costs one AlreadyExists round trip if that event recurs.
 """
 
 from __future__ import annotations
@@ -38,19 +41,48 @@ def involved_object(obj: JSON) -> JSON:
 
 class EventRecorder:
     def __init__(
-        self, transport: Transport, component: str, clock: Clock | None = None, host: str = ""
+        self,
+        transport: Transport,
+        component: str,
+        clock: Clock | None = None,
+        host: str = "",
+        max_entries: int = 4096,
     ) -> None:
         self.transport = transport
         self.component = component
         self.host = host
         self.clock: Clock = clock or SystemClock()
+        self.max_entries = max_entries
         self._seen: dict[str, int] = {}
         self._by_uid: dict[str, set[str]] = {}
+        self._uid_of: dict[str, str] = {}
 
     def forget(self, uid: str) -> None:
         """Drop the dedup state of an object that is gone (keeps a long-lived recorder bounded)."""
         for name in self._by_uid.pop(uid, set()):
             self._seen.pop(name, None)
+            self._uid_of.pop(name, None)
+
+    def _remember(self, name: str, uid: str, count: int) -> None:
+        self._seen[name] = count
+        if name not in self._uid_of:
+            self._uid_of[name] = uid
+            self._by_uid.setdefault(uid, set()).add(name)
+        while len(self._seen) > self.max_entries:
+            self._drop(next(iter(self._seen)))
+
+    def _drop(self, name: str) -> None:
+        self._seen.pop(name, None)
+        owner = self._uid_of.pop(name, None)
+        names = self._by_uid.get(owner or "")
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self._by_uid[owner or ""]
+
+    def tracked(self) -> int:
+        """How many events the recorder remembers (for tests of the bound)."""
+        return len(self._seen)
 
     def _name(self, obj: JSON, reason: str, message: str) -> str:
         meta = obj.get("metadata") or {}
@@ -68,7 +100,7 @@ class EventRecorder:
                 current["count"] = int(current.get("count") or 1) + 1
                 current["lastTimestamp"] = now
                 await self.transport.update(EVENTS, namespace, name, current)
-                self._seen[name] = current["count"]
+                self._remember(name, str(meta.get("uid", "")), int(current["count"]))
                 return
             event = {
                 "apiVersion": "v1",
@@ -86,12 +118,11 @@ class EventRecorder:
                 "count": 1,
             }
             await self.transport.create(EVENTS, namespace, event)
-            self._seen[name] = 1
-            self._by_uid.setdefault(str(meta.get("uid", "")), set()).add(name)
+            self._remember(name, str(meta.get("uid", "")), 1)
         except st.ApiError as exc:
             if exc.reason == "AlreadyExists":
-                self._seen[name] = 1
+                self._remember(name, str(meta.get("uid", "")), 1)
                 await self.record(obj, etype, reason, message)
                 return
-            self._seen.pop(name, None)
+            self._drop(name)
             log.debug("event %s on %s/%s not recorded: %s", reason, namespace, meta.get("name"), exc)
