@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -36,11 +37,13 @@ from corral.controllers.leader import LeaderElector
 from corral.controllers.runtime import ControllerManager
 from corral.proxy.node import NodeDataPlane, open_dataplane
 from corral.scheduler.scheduler import Scheduler
-from corral.store import EngineStore, open_store
+from corral.store import EngineStore, SqliteStore, open_store
 from corral.util.clock import SystemClock
 
 log = logging.getLogger(__name__)
 
+ENCRYPTION_KEY_FILE = "encryption-keys"
+ROTATE_KEY_PATH = "/corral/v1/secrets/rotate-key"
 BOOTSTRAP_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -117,7 +120,9 @@ class CorralServer:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(cfg.data_dir, 0o700)
-        self.store = await open_store(cfg.store or str(cfg.data_dir / "state.db"))
+        self.store = await open_store(
+            cfg.store or str(cfg.data_dir / "state.db"), key_file=cfg.data_dir / ENCRYPTION_KEY_FILE
+        )
         self.api = ResourceAPI(self.store)
         await bootstrap(self.api)
         authenticator = None
@@ -132,6 +137,7 @@ class CorralServer:
             ssl_context = pki.server_context()
             ca_pem = pki.ca_pem()
         app = ApiServerApp(self.api, authenticator, f"{cfg.host}:{cfg.port}", self.nodes).build()
+        app.router.add_post(ROTATE_KEY_PATH, self._rotate_key)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(
@@ -151,6 +157,16 @@ class CorralServer:
         # Everything loaded so far (the stored objects, schemas, modules) lives as long as the process:
         # moving it out of the collector's generations keeps full collections from rescanning it.
         gc.freeze()
+
+    async def _rotate_key(self, request: web.Request) -> web.Response:
+        """Admin endpoint behind ``corral secrets rotate-key``: re-seal every Secret with a new key."""
+        if self.config.auth and request.get("user") != "admin":
+            raise st.ApiError(403, "Forbidden", "rotating the encryption key needs the admin token")
+        store = self.store
+        if not isinstance(store, SqliteStore) or not store.encrypted:
+            raise st.ApiError(400, "BadRequest", "this server keeps no secrets at rest (memory store)")
+        result = await store.rotate_key()
+        return web.json_response(dataclasses.asdict(result))
 
     async def _start_node(self, address: str) -> None:
         """The built-in scheduler and node agent, talking to the API in-process."""

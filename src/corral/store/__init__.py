@@ -68,8 +68,12 @@ async def open_store(
     history_window: int = DEFAULT_HISTORY_WINDOW,
     watch_buffer: int = DEFAULT_WATCH_BUFFER,
     max_batch: int = DEFAULT_MAX_BATCH,
+    key_file: str | os.PathLike[str] | None = None,
 ) -> EngineStore:
-    """Open ``"memory"`` (a :class:`MemoryStore`) or a SQLite file path, ``sqlite://`` prefix optional."""
+    """Open ``"memory"`` (a :class:`MemoryStore`) or a SQLite file path, ``sqlite://`` prefix optional.
+
+    ``key_file`` turns on encryption of Secrets at rest (SQLite only; memory keeps nothing at rest).
+    """
     target = os.fspath(url_or_path)
     if target in _MEMORY_URLS:
         return MemoryStore(history_window=history_window, watch_buffer=watch_buffer, max_batch=max_batch)
@@ -78,7 +82,11 @@ async def open_store(
     if not target:
         raise ValueError(f"no database path in {url_or_path!r}")
     return await SqliteStore.open(
-        target, history_window=history_window, watch_buffer=watch_buffer, max_batch=max_batch
+        target,
+        history_window=history_window,
+        watch_buffer=watch_buffer,
+        max_batch=max_batch,
+        key_file=key_file,
     )
 
 

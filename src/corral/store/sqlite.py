@@ -14,6 +14,13 @@ loop never blocks on disk. The connection takes an exclusive lock for its lifeti
 the same file gets :class:`StoreLocked` instead of silently forking the revision sequence. A file that is not
 a SQLite database, fails ``PRAGMA quick_check`` or is inconsistent raises :class:`StoreCorrupt`.
 
+Secrets at rest: opened with a ``key_file``, the rows under
+:data:`~corral.store.encryption.ENCRYPTED_PREFIXES` are sealed with AES-GCM on their way into SQLite and
+opened on load (see :mod:`corral.store.encryption`), so memory and watches stay plaintext. A row that fails
+to open does not stop the store: it stays out of memory and ``get`` of its key raises
+:class:`~corral.store.encryption.DecryptError` (a 500 upstream) until the key is written again.
+:meth:`SqliteStore.rotate_key` re-seals every such row with a new key while serving.
+
 If a commit fails, SQLite rolls the transaction back and the batch's writes fail with
 :class:`~corral.store.core.CommitFailed`; if even the rollback fails, the store refuses every later write
 (reopen it once the disk is sorted out).
@@ -23,9 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import orjson
@@ -39,6 +49,21 @@ from corral.store.core import (
     Write,
     revision_of,
 )
+from corral.store.encryption import (
+    DataKey,
+    DecryptError,
+    KeyRing,
+    is_sealed,
+    load_or_create_key_file,
+    needs_encryption,
+    new_data_key,
+    new_nonce,
+    open_envelope,
+    seal,
+    write_key_file,
+)
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
 
@@ -59,9 +84,11 @@ class StoreLocked(StoreError):
 class _Database:
     """The connection and everything done with it; used only from the store's single executor thread."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, keyring: KeyRing | None = None) -> None:
         self.path = path
+        self.keyring = keyring
         self.broken: BaseException | None = None
+        self.unreadable: dict[str, DecryptError] = {}
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, timeout=0)
         except sqlite3.Error as exc:
@@ -111,6 +138,13 @@ class _Database:
             objects: dict[str, JSONObject] = {}
             newest = 0
             for key, value in self.conn.execute("SELECT key, value FROM objects"):
+                if is_sealed(value):
+                    try:
+                        value = self._open(key, value)
+                    except DecryptError as exc:
+                        # One damaged secret must not keep the cluster down; it fails loudly on its own.
+                        self.unreadable[key] = exc
+                        continue
                 obj = orjson.loads(value)
                 newest = max(newest, revision_of(obj))
                 objects[key] = obj
@@ -143,6 +177,8 @@ class _Database:
                     if gone:
                         conn.executemany("DELETE FROM objects WHERE key = ?", gone)
                         gone = []
+                    if self.keyring is not None and needs_encryption(key):
+                        value = seal(self.keyring.current, key, value, new_nonce())
                     run.append((key, value))
             if run:
                 _upsert(conn, run)
@@ -157,8 +193,57 @@ class _Database:
                 self.broken = exc
             raise
 
+    def _open(self, key: str, value: bytes) -> bytes:
+        if not is_sealed(value):
+            return value  # written before encryption was on; the next write or rotation seals it
+        if self.keyring is None:
+            raise DecryptError(key, f"{key}: stored value is encrypted but the store has no key file")
+        return open_envelope(self.keyring, key, value)
+
+    def reseal(self, ring: KeyRing) -> int:
+        """Switch to ``ring`` and re-seal every encrypted row with its current key, in one transaction."""
+        if self.broken is not None:
+            raise StoreError(self.path, f"{self.path}: store is unusable after a failed rollback")
+        conn = self.conn
+        resealed = 0
+        conn.execute("BEGIN")
+        try:
+            self.keyring = ring
+            rows = conn.execute("SELECT key, value FROM objects").fetchall()
+            updates: list[tuple[bytes, str]] = []
+            for key, value in rows:
+                if not needs_encryption(key) and not is_sealed(value):
+                    continue
+                try:
+                    plain = self._open(key, value)
+                except DecryptError:
+                    continue  # already unreadable: reported by get(); nothing to save
+                updates.append((seal(ring.current, key, plain, new_nonce()), key))
+                resealed += 1
+            conn.executemany("UPDATE objects SET value = ? WHERE key = ?", updates)
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                self.broken = exc
+            raise
+        # Old ciphertexts in the WAL are useless without the old key, but fold them in anyway.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return resealed
+
     def close(self) -> None:
         self.conn.close()
+
+
+@dataclass(frozen=True, slots=True)
+class RotationResult:
+    """What :meth:`SqliteStore.rotate_key` did: new key id, keys retired, rows re-sealed, rows unreadable."""
+
+    key_id: str
+    retired: list[str]
+    resealed: int
+    unreadable: list[str]
 
 
 def _upsert(conn: sqlite3.Connection, rows: list[tuple[str, bytes]]) -> None:
@@ -182,6 +267,7 @@ class SqliteStore(EngineStore):
         history_window: int = DEFAULT_HISTORY_WINDOW,
         watch_buffer: int = DEFAULT_WATCH_BUFFER,
         max_batch: int = DEFAULT_MAX_BATCH,
+        key_file: Path | None = None,
     ) -> None:
         super().__init__(
             objects=objects,
@@ -193,6 +279,39 @@ class SqliteStore(EngineStore):
         self._database = database
         self._executor = executor
         self.path = database.path
+        self.key_file = key_file
+        self._rotation = asyncio.Lock()
+
+    @property
+    def encrypted(self) -> bool:
+        return self._database.keyring is not None
+
+    async def get(self, key: str) -> JSONObject:
+        broken = self._database.unreadable.get(key)
+        if broken is not None and key not in self._objects:
+            raise DecryptError(key, str(broken))
+        return await super().get(key)
+
+    async def rotate_key(self, new_key: DataKey | None = None) -> RotationResult:
+        """Re-seal every encrypted row with a new key while serving; then drop the old keys from the file.
+
+        Order makes a crash at any point safe: the key file first gains the new key (old ones kept), then the
+        rows are re-sealed in one transaction on the writer thread (so no commit interleaves), and only then
+        is the key file rewritten with the new key alone.
+        """
+        if self.key_file is None or self._database.keyring is None:
+            raise StoreError(self.path, f"{self.path}: encryption at rest is off for this store")
+        key_file = self.key_file
+        loop = asyncio.get_running_loop()
+        async with self._rotation:
+            old = self._database.keyring
+            ring = old.rotated(new_key or new_data_key())
+            await loop.run_in_executor(self._executor, write_key_file, key_file, ring)
+            done = await loop.run_in_executor(self._executor, self._database.reseal, ring)
+            final = ring.retired()
+            self._database.keyring = final
+            await loop.run_in_executor(self._executor, write_key_file, key_file, final)
+        return RotationResult(final.current.id, old.ids, done, sorted(self._database.unreadable))
 
     @classmethod
     async def open(
@@ -202,14 +321,25 @@ class SqliteStore(EngineStore):
         history_window: int = DEFAULT_HISTORY_WINDOW,
         watch_buffer: int = DEFAULT_WATCH_BUFFER,
         max_batch: int = DEFAULT_MAX_BATCH,
+        key_file: str | os.PathLike[str] | None = None,
     ) -> SqliteStore:
-        """Open (creating if needed) the store at ``path`` and load it into memory."""
+        """Open (creating if needed) the store at ``path`` and load it into memory.
+
+        With ``key_file``, Secrets are encrypted at rest; the file is created with a fresh key when missing.
+        """
         loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corral-sqlite")
         database: _Database | None = None
+        keys_path = None if key_file is None else Path(key_file)
         try:
-            database = await loop.run_in_executor(executor, _Database, os.fspath(path))
+            keyring = None
+            if keys_path is not None:
+                keyring = await loop.run_in_executor(executor, load_or_create_key_file, keys_path)
+            database = await loop.run_in_executor(executor, _Database, os.fspath(path), keyring)
             objects, revision = await loop.run_in_executor(executor, database.load)
+            for error in database.unreadable.values():
+                # Messages name the key and the key id only, never a value.
+                log.error("stored object left out (reads of it fail until it is written again): %s", error)
             return cls(
                 database=database,
                 executor=executor,
@@ -218,6 +348,7 @@ class SqliteStore(EngineStore):
                 history_window=history_window,
                 watch_buffer=watch_buffer,
                 max_batch=max_batch,
+                key_file=keys_path,
             )
         except BaseException:
             if database is not None:
@@ -228,6 +359,10 @@ class SqliteStore(EngineStore):
     async def _persist(self, writes: builtins.list[Write], revision: int) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._database.commit, writes, revision)
+        unreadable = self._database.unreadable
+        if unreadable:
+            for key, _ in writes:  # a rewritten row is sealed afresh: no longer damaged
+                unreadable.pop(key, None)
 
     async def _close_backend(self) -> None:
         loop = asyncio.get_running_loop()
