@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.agent import logs as logfiles
+from corral.agent.atomicwriter import materialise_volumes
 from corral.agent.environment import ConfigError, PodFacts, build_argv, build_environment, referenced_objects
 from corral.agent.node import lease_object, machine_facts, node_object, node_status
 from corral.agent.podsync import (
@@ -62,6 +63,14 @@ from corral.agent.runtimes.base import (
     StartError,
 )
 from corral.agent.servicelinks import service_environment
+from corral.agent.volumes import (
+    VOLUMES_ENV,
+    VolumePlan,
+    container_mounts,
+    link_mounts,
+    plan_volumes,
+    referenced_volume_objects,
+)
 from corral.api.quantity import parse_quantity
 from corral.api.resources import REGISTRY, ResourceType
 from corral.apiserver import status as st
@@ -83,6 +92,7 @@ NODE_STATUS_SECONDS = 60.0
 SWEEP_SECONDS = 30.0
 WORKERS = 4
 SERVICES_SYNC_SECONDS = 10.0
+VOLUME_RESYNC_SECONDS = 2.0
 
 
 def _rt(plural: str) -> ResourceType:
@@ -143,6 +153,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._services: Informer | None = None  # all Services, for service env vars; started on first use
+        self._volume_errors: dict[str, str] = {}  # by pod uid: last live-update failure, to event it once
         self.ready = asyncio.Event()
         self.termination_gate: TerminationGate | None = None
         """Awaited before SIGTERM of a deleted pod's containers (the node data plane's drain)."""
@@ -166,6 +177,7 @@ class Agent:
             asyncio.create_task(self.pods.run(), name="agent-pod-informer"),
             asyncio.create_task(self._heartbeat(), name="agent-heartbeat"),
             asyncio.create_task(self._sweeper(), name="agent-sweeper"),
+            asyncio.create_task(self._volume_resync(), name="agent-volume-resync"),
         ]
         self._tasks += [
             asyncio.create_task(self._worker(), name=f"agent-worker-{i}") for i in range(self.config.workers)
@@ -447,7 +459,11 @@ class Agent:
     async def _fetch_refs(
         self, namespace: str, container: JSON
     ) -> tuple[dict[str, JSON | None], dict[str, JSON | None]]:
-        cm_names, secret_names = referenced_objects(container)
+        return await self._fetch_named(namespace, *referenced_objects(container))
+
+    async def _fetch_named(
+        self, namespace: str, cm_names: set[str], secret_names: set[str]
+    ) -> tuple[dict[str, JSON | None], dict[str, JSON | None]]:
         configmaps: dict[str, JSON | None] = {}
         secrets: dict[str, JSON | None] = {}
         for names, rt, out in ((cm_names, CONFIGMAPS, configmaps), (secret_names, SECRETS, secrets)):
@@ -459,6 +475,56 @@ class Agent:
                         raise
                     out[name] = None
         return configmaps, secrets
+
+    def _facts(self, sandbox: Path) -> PodFacts:
+        return PodFacts(
+            node_name=self.config.node_name,
+            host_ip=self.config.address,
+            pod_ip=self.config.address,
+            sandbox_dir=str(sandbox),
+            node_cpu_millicores=self.facts.cpus * 1000,
+            node_memory_bytes=self.facts.memory_bytes,
+        )
+
+    async def _volume_plans(self, pod: JSON, sandbox: Path) -> dict[str, VolumePlan]:
+        namespace = str(pod["metadata"]["namespace"])
+        configmaps, secrets = await self._fetch_named(namespace, *referenced_volume_objects(pod))
+        return plan_volumes(pod, configmaps, secrets, self._facts(sandbox))
+
+    async def _volume_resync(self) -> None:
+        """Live updates of mounted ConfigMaps, Secrets and downward API files of running pods (the kubelet's
+        periodic volume sync). Unchanged content costs a GET per referenced object and no disk write."""
+        await self.pods.wait_synced()
+        while True:
+            await asyncio.sleep(VOLUME_RESYNC_SECONDS)
+            for uid, state in list(self._state.items()):
+                pod = self.pods.get(state.key)
+                running = any(
+                    s.state is ContainerState.RUNNING for runs in state.instances.values() for s in runs[-1:]
+                )
+                if (
+                    pod is None
+                    or pod["metadata"].get("uid") != uid
+                    or pod["metadata"].get("deletionTimestamp")
+                    or not (pod.get("spec") or {}).get("volumes")
+                    or not running
+                ):
+                    continue
+                try:
+                    plans = await self._volume_plans(pod, self._sandbox(uid))
+                    if uid in self._state and self._sandbox(uid).is_dir():  # not forgotten while fetching
+                        materialise_volumes(self._sandbox(uid), plans)
+                    self._volume_errors.pop(uid, None)
+                except asyncio.CancelledError:
+                    raise
+                except (ConfigError, OSError, st.ApiError) as exc:
+                    # Keep the old files (as the kubelet does) and say so once per distinct problem.
+                    if self._volume_errors.get(uid) != str(exc):
+                        self._volume_errors[uid] = str(exc)
+                        message = f"volume update failed: {exc}"
+                        await self._event(pod, state, "Warning", "FailedMount", message)
+                except Exception:
+                    log.exception("pod %s: volume resync failed", state.key)
 
     async def _service_env(self, pod: JSON) -> dict[str, str]:
         """The pod's service variables from the Services that exist now (the kubelet's service informer)."""
@@ -514,19 +580,18 @@ class Agent:
                 raise ConfigError(f"invalid probe: {exc}") from exc
             configmaps, secrets = await self._fetch_refs(namespace, container)
             mapping = self.ports.mapping(uid) or {}
-            facts = PodFacts(
-                node_name=self.config.node_name,
-                host_ip=self.config.address,
-                pod_ip=self.config.address,
-                sandbox_dir=str(sandbox),
-                node_cpu_millicores=self.facts.cpus * 1000,
-                node_memory_bytes=self.facts.memory_bytes,
-            )
+            facts = self._facts(sandbox)
+            # Volumes before the process: files under the sandbox, mounts as links under the container's root
+            # (non-root mode, see docs/config.md); the root is CORRAL_VOLUMES and the default workingDir.
+            mounts = container_mounts(pod, container)
+            if (pod.get("spec") or {}).get("volumes"):
+                materialise_volumes(sandbox, await self._volume_plans(pod, sandbox))
+            root = link_mounts(sandbox, name, mounts) if mounts else None
             env = build_environment(
                 pod,
                 container,
                 facts,
-                port_env(container, mapping),
+                {**port_env(container, mapping), **({VOLUMES_ENV: str(root)} if root else {})},
                 configmaps,
                 secrets,
                 service_env=await self._service_env(pod),
@@ -539,7 +604,7 @@ class Agent:
                 pod_name=meta["name"],
                 argv=argv,
                 env=env,
-                working_dir=Path(container.get("workingDir") or sandbox),
+                working_dir=Path(container.get("workingDir") or root or sandbox),
                 log_path=sandbox / "logs" / name / f"{attempt}.log",
                 memory_limit_bytes=int(parse_quantity(str(limits["memory"]))) if "memory" in limits else None,
                 cpu_limit_millicores=int(parse_quantity(str(limits["cpu"])) * 1000)
@@ -668,6 +733,7 @@ class Agent:
 
     async def _forget(self, uid: str) -> None:
         self.events.forget(uid)
+        self._volume_errors.pop(uid, None)
         state = self._state.pop(uid, None)
         if state is not None:
             for prober in state.probers.values():
