@@ -8,7 +8,10 @@ Each failure is a :class:`FieldError` with a Kubernetes field path: the API answ
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -525,41 +528,137 @@ def _validate_service(obj: JSON) -> list[FieldError]:
     return errs
 
 
-def _validate_data_keys(obj: JSON, fields: tuple[str, ...]) -> list[FieldError]:
+CONFIG_KEY_MSG = (
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+    "'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+)
+MAX_CONFIG_SIZE = 1024 * 1024  # core.MaxSecretSize: the whole of a ConfigMap's or a Secret's data
+_IMMUTABLE_SET_MSG = "field is immutable when `immutable` is set"
+# What an Invalid cause shows instead of a Secret's content (upstream's placeholder for dockercfg errors).
+REDACTED = "<secret contents redacted>"
+
+
+def config_key_errors(key: str) -> list[str]:
+    """``validation.IsConfigMapKey``: one message per broken rule, empty when ``key`` is valid. Keys become
+    file names in volumes, so ``.``, ``..`` and the kubelet's ``..data``-style names are refused too."""
+    errs: list[str] = []
+    if len(key) > 253:
+        errs.append("must be no more than 253 characters")
+    if not _CONFIG_KEY.fullmatch(key):
+        errs.append(CONFIG_KEY_MSG)
+    if key == ".":
+        errs.append("must not be '.'")
+    elif key == "..":
+        errs.append("must not be '..'")
+    elif key.startswith(".."):
+        errs.append("must not start with '..'")
+    return errs
+
+
+def _key_errors(path: str, key: str) -> list[FieldError]:
+    # The bad value of a key error is the key itself, never the value stored under it.
+    return [FieldError(f"{path}[{key}]", "Invalid", msg, key) for msg in config_key_errors(key)]
+
+
+def _decoded_len(value: Any) -> int:
+    """Bytes of a base64 field (``[]byte`` upstream); the text's length if it is not valid base64 (the
+    decode error is reported elsewhere)."""
+    try:
+        return len(base64.b64decode(str(value), validate=True))
+    except (binascii.Error, ValueError):
+        return len(str(value).encode())
+
+
+_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def base64_error(value: Any) -> str | None:
+    """Why ``value`` is not the base64 of a ``[]byte`` field, in Go's ``encoding/base64`` words (which, unlike
+    a JSON decoder's context, never quote the data). Go skips line breaks, so they are allowed."""
+    text = str(value).replace("\r", "").replace("\n", "")
+    for index, char in enumerate(text):
+        if char not in _BASE64_CHARS:
+            return f"illegal base64 data at input byte {index}"
+    try:
+        base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        # a padding problem: point at the last quantum, where Go's decoder notices it (approximately)
+        return f"illegal base64 data at input byte {max(len(text) - (len(text) % 4 or 4), 0)}"
+    return None
+
+
+def _base64_errors(path: str, values: JSON, shown: str) -> list[FieldError]:
+    # Upstream refuses these while decoding (400); here they are field errors, so a bad Secret is never
+    # stored, and the value is replaced by ``shown`` so no content ever reaches the message.
     errs: list[FieldError] = []
-    seen: set[str] = set()
-    for field in fields:
-        for key in _as_dict(obj.get(field)):
-            if not _CONFIG_KEY.fullmatch(str(key)) or len(str(key)) > 253:
-                errs.append(
-                    FieldError(
-                        f"{field}[{key}]",
-                        "Invalid",
-                        "a valid config key must consist of alphanumeric characters, '-', '_' "
-                        "or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used "
-                        "for validation is '[-._a-zA-Z0-9]+')",
-                        key,
-                    )
-                )
-            if key in seen:
-                errs.append(
-                    FieldError(
-                        f"{field}[{key}]", "Invalid", "duplicate of key present in another data field", key
-                    )
-                )
-            seen.add(str(key))
-    size = sum(len(str(v)) for f in fields for v in _as_dict(obj.get(f)).values())
-    if size > 1024 * 1024:
-        errs.append(FieldError("data", "TooLong", "must have at most 1048576 bytes"))
+    for key, value in values.items():
+        reason = base64_error(value)
+        if reason is not None:
+            errs.append(FieldError(f"{path}[{key}]", "Invalid", reason, shown))
     return errs
 
 
 def _validate_configmap(obj: JSON) -> list[FieldError]:
-    return _validate_data_keys(obj, ("data", "binaryData"))
+    """``ValidateConfigMap``: valid keys, no key in both data and binaryData, at most 1 MiB of values."""
+    data, binary = _as_dict(obj.get("data")), _as_dict(obj.get("binaryData"))
+    errs: list[FieldError] = []
+    size = 0
+    for key, value in data.items():
+        errs += _key_errors("data", str(key))
+        if key in binary:
+            errs.append(FieldError(f"data[{key}]", "Invalid", "duplicate of key present in binaryData", key))
+        size += len(str(value).encode())
+    for key, value in binary.items():
+        errs += _key_errors("binaryData", str(key))
+        size += _decoded_len(value)
+    errs += _base64_errors("binaryData", binary, "<value omitted>")
+    if size > MAX_CONFIG_SIZE:
+        # Upstream passes an empty path ("[]") to say the error is about the whole object.
+        errs.append(FieldError("[]", "TooLong", f"may not be more than {MAX_CONFIG_SIZE} bytes"))
+    return errs
 
 
 def _validate_secret(obj: JSON) -> list[FieldError]:
-    return _validate_data_keys(obj, ("data", "stringData"))
+    """``ValidateSecret`` (after ``stringData`` has been folded into ``data``): valid keys, at most 1 MiB,
+    and the keys each built-in type needs. No cause ever carries a value stored in the Secret."""
+    data = _as_dict(obj.get("data"))
+    errs: list[FieldError] = []
+    size = 0
+    for key, value in data.items():
+        errs += _key_errors("data", str(key))
+        size += _decoded_len(value)
+    errs += _base64_errors("data", data, REDACTED)
+    if size > MAX_CONFIG_SIZE:
+        errs.append(FieldError("data", "TooLong", f"may not be more than {MAX_CONFIG_SIZE} bytes"))
+    stype = obj.get("type") or "Opaque"
+    annotations = _as_dict(_as_dict(obj.get("metadata")).get("annotations"))
+    if stype == "kubernetes.io/service-account-token":
+        if not annotations.get("kubernetes.io/service-account.name"):
+            errs.append(FieldError("metadata.annotations[kubernetes.io/service-account.name]", "Required"))
+    elif stype in ("kubernetes.io/dockercfg", "kubernetes.io/dockerconfigjson"):
+        key = ".dockercfg" if stype == "kubernetes.io/dockercfg" else ".dockerconfigjson"
+        if key not in data:
+            errs.append(FieldError(f"data[{key}]", "Required"))
+        else:
+            try:
+                parsed = json.loads(base64.b64decode(str(data[key])))
+                if not isinstance(parsed, dict):
+                    raise ValueError("json: cannot unmarshal into Go value of type map[string]interface {}")
+            except (ValueError, binascii.Error) as exc:
+                detail = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                errs.append(FieldError(f"data[{key}]", "Invalid", detail, REDACTED))
+    elif stype == "kubernetes.io/basic-auth":
+        if "username" not in data and "password" not in data:
+            errs.append(FieldError("data[username]", "Required"))
+            errs.append(FieldError("data[password]", "Required"))
+    elif stype == "kubernetes.io/ssh-auth":
+        if not data.get("ssh-privatekey"):
+            errs.append(FieldError("data[ssh-privatekey]", "Required"))
+    elif stype == "kubernetes.io/tls":
+        for key in ("tls.crt", "tls.key"):
+            if key not in data:
+                errs.append(FieldError(f"data[{key}]", "Required"))
+    return errs
 
 
 def _validate_hpa(obj: JSON) -> list[FieldError]:
@@ -898,18 +997,27 @@ def validate_update(kind: str, new: JSON, old: JSON) -> list[FieldError]:
             errs.append(FieldError("spec.clusterIP", "Invalid", _IMMUTABLE_MSG, nspec.get("clusterIP")))
     if kind == "Pod":
         errs += _validate_pod_update(nspec, ospec)
-    if kind in ("ConfigMap", "Secret") and old.get("immutable"):
-        if not new.get("immutable"):
-            errs.append(FieldError("immutable", "Forbidden", "field is immutable when `immutable` is set"))
-        for field in ("data", "binaryData", "stringData"):
-            if _changed(new.get(field), old.get(field)):
-                errs.append(FieldError(field, "Forbidden", "field is immutable when `immutable` is set"))
+    if kind in ("ConfigMap", "Secret") and old.get("immutable") is True:
+        errs += _immutable_data_errors(kind, new, old)
     if kind == "EndpointSlice" and _changed(new.get("addressType"), old.get("addressType")):
         errs.append(FieldError("addressType", "Invalid", _IMMUTABLE_MSG, new.get("addressType")))
     if kind == "IngressClass" and _changed(nspec.get("controller"), ospec.get("controller")):
         errs.append(FieldError("spec.controller", "Invalid", _IMMUTABLE_MSG, nspec.get("controller")))
     if kind == "Secret" and _changed(new.get("type"), old.get("type")):
         errs.append(FieldError("type", "Invalid", _IMMUTABLE_MSG, new.get("type")))
+    return errs
+
+
+def _immutable_data_errors(kind: str, new: JSON, old: JSON) -> list[FieldError]:
+    """``immutable: true`` freezes the content and the flag itself; metadata may still change. An absent
+    map and an empty one are the same object (both serialise to nothing), so they never count as a change.
+    Secret ``stringData`` has already been folded into ``data`` here."""
+    errs: list[FieldError] = []
+    if new.get("immutable") is not True:
+        errs.append(FieldError("immutable", "Forbidden", _IMMUTABLE_SET_MSG))
+    for field in ("data", "binaryData") if kind == "ConfigMap" else ("data",):
+        if _changed(_as_dict(new.get(field)), _as_dict(old.get(field))):
+            errs.append(FieldError(field, "Forbidden", _IMMUTABLE_SET_MSG))
     return errs
 
 

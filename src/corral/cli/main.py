@@ -14,7 +14,7 @@ import sys
 
 import typer
 
-from corral.cli import agent, describe, kubeconfig, pods, resources, rollout, up
+from corral.cli import agent, create, describe, kubeconfig, pods, resources, rollout, secrets, up
 from corral.cli.errors import CliError, error_line
 from corral.cli.output import Printer
 from corral.cli.session import ClusterOptions, ContextOption, KubeconfigOption
@@ -40,10 +40,12 @@ def _global_options(
 up.register(app)
 kubeconfig.register(app)
 resources.register(app)
+create.register(app)
 describe.register(app)
 pods.register(app)
 rollout.register(app)
 agent.register(app)
+secrets.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
