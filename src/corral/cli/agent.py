@@ -31,7 +31,7 @@ import typer
 from corral.apiserver.status import ApiError
 from corral.cli.errors import CliError
 from corral.cli.output import Printer
-from corral.cli.up import _loop_factory, configure_logging
+from corral.cli.up import DnsPortOption, IngressPortOption, _loop_factory, configure_logging, port_or_off
 from corral.client.base import Transport
 
 log = logging.getLogger(__name__)
@@ -216,16 +216,8 @@ def agent(
             show_default=False,
         ),
     ] = None,
-    dns_port: Annotated[
-        int,
-        typer.Option("--dns-port", min=-1, max=65535, help="Port of the node's DNS (0: any free, -1: off)."),
-    ] = 10053,
-    ingress_port: Annotated[
-        int,
-        typer.Option(
-            "--ingress-port", min=-1, max=65535, help="Port of the HTTP ingress (0: any free, -1: off)."
-        ),
-    ] = 10080,
+    dns_port: DnsPortOption = 10053,
+    ingress_port: IngressPortOption = 10080,
     stop_workloads: Annotated[
         bool,
         typer.Option(
@@ -276,8 +268,8 @@ def agent(
                     directory,
                     stop_workloads,
                     Printer(),
-                    None if dns_port < 0 else dns_port,
-                    None if ingress_port < 0 else ingress_port,
+                    port_or_off(dns_port),
+                    port_or_off(ingress_port),
                 )
             )
     except ApiError as exc:

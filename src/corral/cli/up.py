@@ -28,6 +28,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# The node data plane's listeners, shared by `corral up` and `corral agent`.
+DnsPortOption = Annotated[
+    int, typer.Option("--dns-port", min=-1, max=65535, help="Port of the cluster DNS (0: any free, -1: off).")
+]
+IngressPortOption = Annotated[
+    int,
+    typer.Option(
+        "--ingress-port", min=-1, max=65535, help="Port of the HTTP ingress (0: any free, -1: off)."
+    ),
+]
+
+
+def port_or_off(port: int) -> int | None:
+    """The value of a DnsPortOption/IngressPortOption as ServerConfig takes it: -1 means off (None)."""
+    return None if port < 0 else port
+
+
 def configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(
@@ -110,16 +127,8 @@ def up(
             help="On stop, leave pod processes running; the next `corral up` adopts them.",
         ),
     ] = False,
-    dns_port: Annotated[
-        int,
-        typer.Option("--dns-port", min=-1, max=65535, help="Port of the cluster DNS (0: any free, -1: off)."),
-    ] = 10053,
-    ingress_port: Annotated[
-        int,
-        typer.Option(
-            "--ingress-port", min=-1, max=65535, help="Port of the HTTP ingress (0: any free, -1: off)."
-        ),
-    ] = 10080,
+    dns_port: DnsPortOption = 10053,
+    ingress_port: IngressPortOption = 10080,
 ) -> None:
     """Run Corral (API server and all) in the foreground; writes a kubeconfig into the data dir."""
     from corral.server import ServerConfig, default_data_dir  # heavy imports: only `up` pays for them
@@ -134,8 +143,8 @@ def up(
         node_name=node_name,
         keep_workloads=keep_workloads,
         max_pods=max_pods,
-        dns_port=None if dns_port < 0 else dns_port,
-        ingress_port=None if ingress_port < 0 else ingress_port,
+        dns_port=port_or_off(dns_port),
+        ingress_port=port_or_off(ingress_port),
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(config, Printer()))
