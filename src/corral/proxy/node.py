@@ -21,16 +21,15 @@ import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from corral.api.resources import REGISTRY, ResourceType
 from corral.apiserver import status as st
 from corral.client.base import Transport
 from corral.client.informer import Informer
 from corral.controllers.events import EventRecorder
-from corral.proxy.backends import backends_by_port, group_slices, routable, service_key
 from corral.proxy.dns import DnsServer
 from corral.proxy.ingress import IngressServer
 from corral.proxy.ingressroutes import load_balancer_ingress
@@ -80,7 +79,6 @@ class NodeDataPlane:
         )
         self.events = EventRecorder(transport, "corral-proxy", clock or SystemClock(), host=node_name)
         self._dirty = asyncio.Event()
-        self._generation = 0
         self._applied = asyncio.Condition()
         self._routable_pods: frozenset[str] = frozenset()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -155,9 +153,15 @@ class NodeDataPlane:
             self.dns.update(services, slices)
         if self.ingress is not None and self.ingresses is not None:
             self.ingress.update(self.ingresses.list(), services, slices)
-        self._routable_pods = _routable_pods(services, slices)
-        self._generation += 1
+        self._routable_pods = self._proxied_pods()
         self._spawn(self._report())
+
+    def _proxied_pods(self) -> frozenset[str]:
+        """``namespace/name`` of every pod this node's proxy would send a new connection to: read from the
+        table it just built (its routes carry only routable backends), not worked out a second time."""
+        if self.proxy is None:
+            return frozenset()
+        return frozenset(b.pod for route in self.proxy.table.routes.values() for b in route.backends if b.pod)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -256,14 +260,24 @@ class NodeDataPlane:
                 raise
 
 
-def _routable_pods(services: Sequence[JSON], slices: Sequence[JSON]) -> frozenset[str]:
-    """``namespace/name`` of every pod some Service would send a new connection to."""
-    by_service = group_slices(slices)
-    pods: set[str] = set()
-    for service in services:
-        for backends in backends_by_port(by_service.get(service_key(service), ())).values():
-            pods.update(b.pod for b in routable(backends) if b.pod)
-    return frozenset(pods)
+class _Listener(Protocol):
+    host: str
+    port: int
+
+    async def start(self) -> None: ...
+
+
+_L = TypeVar("_L", bound=_Listener)
+
+
+async def _started(part: _L, what: str) -> _L | None:
+    """``part`` listening, or None (logged) when its port cannot be bound: that part stays off."""
+    try:
+        await part.start()
+    except OSError as exc:
+        log.error("%s not started on %s:%s: %s", what, part.host, part.port, exc)
+        return None
+    return part
 
 
 async def open_dataplane(
@@ -275,20 +289,8 @@ async def open_dataplane(
     off: the rest of the node keeps working."""
     proxy = ServiceProxy([address])
     await proxy.start()
-    dns: DnsServer | None = None
-    if dns_port is not None:
-        dns = DnsServer(address, dns_port)
-        try:
-            await dns.start()
-        except OSError as exc:
-            log.error("dns server not started on %s:%s: %s", address, dns_port, exc)
-            dns = None
-    ingress: IngressServer | None = None
-    if ingress_port is not None:
-        ingress = IngressServer(address, ingress_port)
-        try:
-            await ingress.start()
-        except OSError as exc:
-            log.error("ingress not started on %s:%s: %s", address, ingress_port, exc)
-            ingress = None
+    dns = await _started(DnsServer(address, dns_port), "dns server") if dns_port is not None else None
+    ingress = (
+        await _started(IngressServer(address, ingress_port), "ingress") if ingress_port is not None else None
+    )
     return NodeDataPlane(transport, proxy=proxy, dns=dns, ingress=ingress, node_name=node_name)
