@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.agent.ports import PortKey, pod_port_mapping
+from corral.controllers.claiming import owner_reference
 
 JSON = dict[str, Any]
 
@@ -542,14 +543,7 @@ def service_slice_owner(service: Mapping[str, Any]) -> SliceOwner:
         base_name=_s(meta.get("name")),
         salt=_s(meta.get("uid")),
         labels=labels,
-        owner_reference={
-            "apiVersion": "v1",
-            "kind": "Service",
-            "name": _s(meta.get("name")),
-            "uid": _s(meta.get("uid")),
-            "controller": True,
-            "blockOwnerDeletion": True,
-        },
+        owner_reference=owner_reference(service, "v1", "Service"),
         manager=CONTROLLER_NAME,
     )
 
@@ -564,14 +558,7 @@ def mirror_slice_owner(service: Mapping[str, Any], endpoints: Mapping[str, Any])
         base_name=_s(meta.get("name")),
         salt=_s(meta.get("uid")),
         labels=labels,
-        owner_reference={
-            "apiVersion": "v1",
-            "kind": "Endpoints",
-            "name": _s(meta.get("name")),
-            "uid": _s(meta.get("uid")),
-            "controller": True,
-            "blockOwnerDeletion": True,
-        },
+        owner_reference=owner_reference(endpoints, "v1", "Endpoints"),
         manager=MIRROR_CONTROLLER_NAME,
     )
 
