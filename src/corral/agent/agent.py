@@ -15,14 +15,14 @@ import contextlib
 import copy
 import logging
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from corral.agent import logs as logfiles
 from corral.agent.atomicwriter import materialise_volumes
-from corral.agent.environment import ConfigError, PodFacts, build_argv, build_environment, referenced_objects
+from corral.agent.environment import ConfigError, PodFacts, build_argv, build_environment
 from corral.agent.node import lease_object, machine_facts, node_object, node_status
 from corral.agent.podsync import (
     Action,
@@ -69,7 +69,15 @@ from corral.agent.volumes import (
     container_mounts,
     link_mounts,
     plan_volumes,
-    referenced_volume_objects,
+)
+from corral.api.configrefs import (
+    CONFIGMAP,
+    SECRET,
+    container_refs,
+    is_snapshot_of,
+    parse_pins,
+    pinned_name,
+    volume_refs,
 )
 from corral.api.quantity import parse_quantity
 from corral.api.resources import REGISTRY, ResourceType
@@ -93,6 +101,7 @@ SWEEP_SECONDS = 30.0
 WORKERS = 4
 SERVICES_SYNC_SECONDS = 10.0
 VOLUME_RESYNC_SECONDS = 2.0
+SNAPSHOT_CACHE_SIZE = 512  # config snapshots read (immutable, so never re-read); cleared when full
 
 
 def _rt(plural: str) -> ResourceType:
@@ -154,6 +163,7 @@ class Agent:
         self._background: set[asyncio.Task[Any]] = set()
         self._services: Informer | None = None  # all Services, for service env vars; started on first use
         self._volume_errors: dict[str, str] = {}  # by pod uid: last live-update failure, to event it once
+        self._snapshots: dict[tuple[str, str, str], JSON] = {}  # (kind, namespace, name) → snapshot
         self.ready = asyncio.Event()
         self.termination_gate: TerminationGate | None = None
         """Awaited before SIGTERM of a deleted pod's containers (the node data plane's drain)."""
@@ -457,24 +467,53 @@ class Agent:
         return self.config.data_dir / "pods" / uid
 
     async def _fetch_refs(
-        self, namespace: str, container: JSON
+        self, pod: JSON, container: JSON
     ) -> tuple[dict[str, JSON | None], dict[str, JSON | None]]:
-        return await self._fetch_named(namespace, *referenced_objects(container))
+        return await self._fetch_named(pod, *container_refs(container))
 
     async def _fetch_named(
-        self, namespace: str, cm_names: set[str], secret_names: set[str]
+        self, pod: JSON, cm_names: set[str], secret_names: set[str]
     ) -> tuple[dict[str, JSON | None], dict[str, JSON | None]]:
+        """The ConfigMaps and Secrets the pod reads, keyed by the names its spec uses (None: missing)."""
+        namespace = str(pod["metadata"]["namespace"])
+        pins = parse_pins(pod["metadata"].get("annotations"))
         configmaps: dict[str, JSON | None] = {}
         secrets: dict[str, JSON | None] = {}
-        for names, rt, out in ((cm_names, CONFIGMAPS, configmaps), (secret_names, SECRETS, secrets)):
+        for kind, names, rt, out in (
+            (CONFIGMAP, cm_names, CONFIGMAPS, configmaps),
+            (SECRET, secret_names, SECRETS, secrets),
+        ):
             for name in names:
-                try:
-                    out[name] = await self.transport.get(rt, namespace, name)
-                except st.ApiError as exc:
-                    if exc.code != 404:
-                        raise
-                    out[name] = None
+                out[name] = await self._read_config(rt, kind, namespace, name, pins)
         return configmaps, secrets
+
+    async def _read_config(
+        self, rt: ResourceType, kind: str, namespace: str, name: str, pins: Mapping[str, str]
+    ) -> JSON | None:
+        """What a pod reads for ``kind/name``: its pinned snapshot when it has one (config-aware rollouts),
+        else the live object. Snapshots are immutable copies, so they are read once and cached."""
+        snapshot = pinned_name(pins, kind, name)
+        if snapshot != name:
+            cached = self._snapshots.get((kind, namespace, snapshot))
+            if cached is not None:
+                return cached
+            obj = await self._get_or_none(rt, namespace, snapshot)
+            if obj is not None and is_snapshot_of(obj, name):
+                if len(self._snapshots) >= SNAPSHOT_CACHE_SIZE:
+                    self._snapshots.clear()
+                self._snapshots[(kind, namespace, snapshot)] = obj
+                return obj
+            # Someone deleted the snapshot: the live object is the only configuration left to run with.
+            log.warning("%s %s/%s: snapshot %s gone, reading the live one", kind, namespace, name, snapshot)
+        return await self._get_or_none(rt, namespace, name)
+
+    async def _get_or_none(self, rt: ResourceType, namespace: str, name: str) -> JSON | None:
+        try:
+            return await self.transport.get(rt, namespace, name)
+        except st.ApiError as exc:
+            if exc.code != 404:
+                raise
+            return None
 
     def _facts(self, sandbox: Path) -> PodFacts:
         return PodFacts(
@@ -487,8 +526,8 @@ class Agent:
         )
 
     async def _volume_plans(self, pod: JSON, sandbox: Path) -> dict[str, VolumePlan]:
-        namespace = str(pod["metadata"]["namespace"])
-        configmaps, secrets = await self._fetch_named(namespace, *referenced_volume_objects(pod))
+        volumes = (pod.get("spec") or {}).get("volumes") or []
+        configmaps, secrets = await self._fetch_named(pod, *volume_refs(volumes))
         return plan_volumes(pod, configmaps, secrets, self._facts(sandbox))
 
     async def _volume_resync(self) -> None:
@@ -578,7 +617,7 @@ class Agent:
                 parse_container_probes(container, pod_ip=self.config.address)
             except ProbeConfigError as exc:
                 raise ConfigError(f"invalid probe: {exc}") from exc
-            configmaps, secrets = await self._fetch_refs(namespace, container)
+            configmaps, secrets = await self._fetch_refs(pod, container)
             mapping = self.ports.mapping(uid) or {}
             facts = self._facts(sandbox)
             # Volumes before the process: files under the sandbox, mounts as links under the container's root

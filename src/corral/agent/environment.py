@@ -185,24 +185,6 @@ def build_environment(
     return env
 
 
-def referenced_objects(container: JSON) -> tuple[set[str], set[str]]:
-    """Names of the ConfigMaps and Secrets a container's environment reads."""
-    configmaps: set[str] = set()
-    secrets: set[str] = set()
-    for source in container.get("envFrom") or []:
-        if isinstance(source.get("configMapRef"), dict):
-            configmaps.add(str(source["configMapRef"].get("name", "")))
-        if isinstance(source.get("secretRef"), dict):
-            secrets.add(str(source["secretRef"].get("name", "")))
-    for item in container.get("env") or []:
-        source = item.get("valueFrom") or {}
-        if isinstance(source.get("configMapKeyRef"), dict):
-            configmaps.add(str(source["configMapKeyRef"].get("name", "")))
-        if isinstance(source.get("secretKeyRef"), dict):
-            secrets.add(str(source["secretKeyRef"].get("name", "")))
-    return configmaps, secrets
-
-
 def build_argv(container: JSON, env: Mapping[str, str]) -> list[str]:
     """``command`` + ``args`` with ``$(VAR)`` expanded; raises :class:`ConfigError` when there is nothing
     to run (the process runtime has no image entrypoint to fall back on)."""

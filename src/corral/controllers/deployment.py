@@ -9,6 +9,12 @@ hits an existing name with a different template bumps ``status.collisionCount`` 
 Like the ReplicaSet controller it keeps *expectations*: after writing ReplicaSets it does not plan again
 until the ReplicaSet cache has caught up with its own writes, so a stale cache never drives a second scale.
 Deletion cascades are the garbage collector's business, not this controller's.
+
+Before planning, the sync pins the ConfigMaps and Secrets the template reads (``configpins``): it creates
+snapshot copies and writes the Deployment's new pins, then stops; the Deployment's own update event brings the
+next sync, which rolls out the changed template. Pinning first means a new Deployment starts on its pinned
+configuration instead of rolling twice. Snapshots no longer pinned are released once both caches have caught
+up with this controller's writes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from corral.api.resources import REGISTRY
@@ -24,6 +31,18 @@ from corral.apiserver import status as st
 from corral.client.base import Transport
 from corral.client.informer import Informer, object_key
 from corral.controllers.claiming import adopt_patch, controller_ref, owner_reference, release_patch
+from corral.controllers.configpins import (
+    SNAPSHOT_LABEL,
+    SnapshotWrite,
+    content_hash,
+    owned_by,
+    plan_pins,
+    plan_releases,
+    snapshot_name,
+    snapshot_owner,
+    template_pins,
+    template_refs,
+)
 from corral.controllers.events import EventRecorder
 from corral.controllers.replicaset import PODS, REPLICASETS, STRATEGIC, rs_selector
 from corral.controllers.rollout import (
@@ -47,6 +66,9 @@ log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 DEPLOYMENTS = REGISTRY.require("deployments.apps")
+CONFIGMAPS = REGISTRY.require("configmaps")
+SECRETS = REGISTRY.require("secrets")
+CONFIG_KINDS = {"ConfigMap": CONFIGMAPS, "Secret": SECRETS}
 EXPECTATION_TIMEOUT = 60.0
 
 
@@ -68,14 +90,20 @@ class DeploymentController:
         # Deployment key → (resourceVersion the ReplicaSet cache must reach, monotonic time recorded).
         self._expected: dict[str, tuple[int, float]] = {}
         self._selectors: dict[str, LabelSelector | None] = {}
+        # Deployment key → resourceVersion of our last pin write, which the Deployment cache must reach.
+        self._pinned: dict[str, int] = {}
+        self._refs: dict[str, set[tuple[str, str]]] = {}  # uid/generation → what the template reads
         self.deployments: Informer | None = None
         self.replica_sets: Informer | None = None
         self.pods: Informer | None = None
+        self.config: dict[str, Informer] = {}
 
     def setup(self, manager: ControllerManager) -> None:
         self.deployments = manager.watch(self, DEPLOYMENTS)
         self.replica_sets = manager.watch(self, REPLICASETS, self._rs_keys)
         self.pods = manager.watch(self, PODS, self._pod_keys)
+        for kind, rt in CONFIG_KINDS.items():
+            self.config[kind] = manager.watch(self, rt, self._config_keys(kind))
 
     # ------------------------------------------------------------------ event → key
 
@@ -105,6 +133,31 @@ class DeploymentController:
             selector = self._selector(d)
             if selector is not None and not selector.empty and selector.matches(labels):
                 keys.append(object_key(d))
+        return keys
+
+    def _template_refs(self, d: JSON) -> set[tuple[str, str]]:
+        meta = d.get("metadata") or {}
+        cache_key = f"{meta.get('uid')}/{meta.get('generation')}"
+        if cache_key not in self._refs:
+            if len(self._refs) > 10000:
+                self._refs.clear()
+            self._refs[cache_key] = template_refs(d)
+        return self._refs[cache_key]
+
+    def _config_keys(self, kind: str) -> Callable[[JSON], list[str]]:
+        """A ConfigMap or Secret wakes the Deployments whose template reads it (snapshots wake nobody)."""
+
+        def keys(obj: JSON) -> list[str]:
+            meta = obj.get("metadata") or {}
+            if (meta.get("labels") or {}).get(SNAPSHOT_LABEL) or self.deployments is None:
+                return []
+            namespace, ref = meta.get("namespace"), (kind, str(meta.get("name")))
+            return [
+                object_key(d)
+                for d in self.deployments.list()
+                if (d.get("metadata") or {}).get("namespace") == namespace and ref in self._template_refs(d)
+            ]
+
         return keys
 
     def _pod_keys(self, pod: JSON) -> list[str]:
@@ -152,15 +205,96 @@ class DeploymentController:
         if d is None:
             self._expected.pop(key, None)
             return None
-        if not self._satisfied(key):
-            return 1.0  # our ReplicaSet writes will arrive as events; this only guards against a lost one
+        if not self._satisfied(key) or not self._pins_seen(key, d):
+            return 1.0  # our own writes will arrive as events; this only guards against a lost one
+        if not (d.get("metadata") or {}).get("deletionTimestamp") and await self._pin_config(key, d):
+            return None  # the Deployment's update event brings the sync that rolls out
         namespace = (d.get("metadata") or {}).get("namespace")
         rss = [
             rs for rs in self.replica_sets.list() if (rs.get("metadata") or {}).get("namespace") == namespace
         ]
         plan = plan_deployment(d, rss, self.clock.now(), self._pod_counts(namespace, rss))
         await self._apply(key, d, plan)
+        if self._satisfied(key):
+            await self._release_snapshots(d, rss)
         return plan.requeue_after
+
+    # ------------------------------------------------------------------ config pins
+
+    def _pins_seen(self, key: str, d: JSON) -> bool:
+        expected = self._pinned.get(key)
+        if expected is None:
+            return True
+        if _int((d.get("metadata") or {}).get("resourceVersion")) >= expected:
+            del self._pinned[key]
+            return True
+        return False
+
+    async def _pin_config(self, key: str, d: JSON) -> bool:
+        """Create snapshots and move pins (``configpins.plan_pins``); True when the Deployment was written."""
+        meta = d.get("metadata") or {}
+        namespace = meta.get("namespace")
+        live: dict[tuple[str, str], JSON | None] = {}
+        snapshots: dict[tuple[str, str], JSON | None] = {}
+        for kind, name in self._template_refs(d):
+            obj = self.config[kind].get(f"{namespace}/{name}")
+            live[(kind, name)] = obj
+            if obj is not None:
+                target = snapshot_name(name, content_hash(kind, name, obj))
+                snapshots[(kind, target)] = self.config[kind].get(f"{namespace}/{target}")
+        plan = plan_pins(d, live, snapshots)
+        for write in plan.snapshots:
+            if not await self._snapshot_write(d, write):
+                return True  # a snapshot appeared meanwhile: sync again once the cache has it
+        for event in plan.events:
+            await self.events.record(d, event.type, event.reason, event.message)
+        if plan.deployment is None:
+            return False
+        result = await self.transport.update(DEPLOYMENTS, namespace, str(meta.get("name")), plan.deployment)
+        self._pinned[key] = _int((result.get("metadata") or {}).get("resourceVersion"))
+        return True
+
+    async def _snapshot_write(self, d: JSON, write: SnapshotWrite) -> bool:
+        rt = CONFIG_KINDS[write.kind]
+        namespace = (d.get("metadata") or {}).get("namespace")
+        uid = str((d.get("metadata") or {}).get("uid"))
+        try:
+            if write.op == "create":
+                assert write.body is not None
+                await self.transport.create(rt, namespace, write.body)
+            elif write.op == "own":
+                body = {"metadata": {"ownerReferences": [snapshot_owner(d)]}}
+                await self.transport.patch(rt, namespace, write.name, STRATEGIC, body)
+            elif write.delete:
+                await self.transport.delete(rt, namespace, write.name)
+            else:
+                body = {"metadata": {"ownerReferences": [{"$patch": "delete", "uid": uid}]}}
+                await self.transport.patch(rt, namespace, write.name, STRATEGIC, body)
+        except st.ApiError as exc:
+            if exc.reason == "AlreadyExists" or exc.code == 404:
+                return False
+            raise
+        return True
+
+    async def _release_snapshots(self, d: JSON, rss: list[JSON]) -> None:
+        """Release snapshots that neither the template nor any ReplicaSet of the Deployment pins any more."""
+        meta = d.get("metadata") or {}
+        uid, namespace = str(meta.get("uid")), meta.get("namespace")
+        own = [rs for rs in rss if (controller_ref(rs) or {}).get("uid") == uid]
+        if not any(template_pins(obj) for obj in (d, *own)):
+            return  # nothing was ever pinned here: spare the scan over every ConfigMap and Secret
+        owned = [
+            (kind, obj)
+            for kind, informer in self.config.items()
+            for obj in informer.list()
+            if (obj.get("metadata") or {}).get("namespace") == namespace
+            and ((obj.get("metadata") or {}).get("labels") or {}).get(SNAPSHOT_LABEL)
+            and owned_by(obj, uid)
+        ]
+        if not owned:
+            return
+        for write in plan_releases(d, own, owned, self.clock.now()):
+            await self._snapshot_write(d, write)
 
     def _pod_counts(self, namespace: Any, rss: list[JSON]) -> dict[str, PodCounts]:
         assert self.pods is not None

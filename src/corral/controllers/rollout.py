@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from corral.api.configrefs import CONFIG_OBSERVED
 from corral.api.selectors import LabelSelector, SelectorError, selector_from_object
 from corral.controllers.claiming import claim, controller_ref, is_terminating, owner_reference
 from corral.util.clock import parse_rfc3339, rfc3339
@@ -46,9 +47,10 @@ MAX_REPLICAS = "deployment.kubernetes.io/max-replicas"
 CHANGE_CAUSE = "kubernetes.io/change-cause"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 ROLLBACK_TO = "deprecated.deployment.rollback.to"
-# Deployment annotations that are not copied to its ReplicaSets (``annotationsToSkip``).
+# Deployment annotations that are not copied to its ReplicaSets (``annotationsToSkip``), plus Corral's
+# observed config hashes, which must not come back from an old ReplicaSet on undo (see configpins).
 SKIPPED_ANNOTATIONS = frozenset(
-    {LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS, ROLLBACK_TO}
+    {LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS, ROLLBACK_TO, CONFIG_OBSERVED}
 )
 REVISION_HISTORY_CHARS = 2000  # kube-controller-manager's default --deployment-... history length
 
