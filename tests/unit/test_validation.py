@@ -522,7 +522,8 @@ def test_data_and_event_rules(obj: JSON, expected: list[tuple[str, str]]) -> Non
                 "spec.maxReplicas: Invalid value: 0: must be greater than or equal to `minReplicas`",
             ],
         ),
-        ({"minReplicas": 0}, ["spec.minReplicas: Invalid value: 0: must be greater than or equal to 1"]),
+        ({"minReplicas": 0}, []),  # scale to zero
+        ({"minReplicas": -1}, ["spec.minReplicas: Invalid value: -1: must be greater than or equal to 0"]),
         (
             {"minReplicas": 6},
             ["spec.maxReplicas: Invalid value: 5: must be greater than or equal to `minReplicas`"],
@@ -530,7 +531,7 @@ def test_data_and_event_rules(obj: JSON, expected: list[tuple[str, str]]) -> Non
         (
             {"minReplicas": -1, "maxReplicas": -2},
             [
-                "spec.minReplicas: Invalid value: -1: must be greater than or equal to 1",
+                "spec.minReplicas: Invalid value: -1: must be greater than or equal to 0",
                 "spec.maxReplicas: Invalid value: -2: must be greater than 0",
                 "spec.maxReplicas: Invalid value: -2: must be greater than or equal to `minReplicas`",
             ],
@@ -538,6 +539,43 @@ def test_data_and_event_rules(obj: JSON, expected: list[tuple[str, str]]) -> Non
         (
             {"scaleTargetRef": {}},
             ["spec.scaleTargetRef.kind: Required value", "spec.scaleTargetRef.name: Required value"],
+        ),
+        (
+            {"metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization"}}}]},
+            ["spec.metrics[0].resource.target.averageUtilization: Required value: must set averageUtilization"],
+        ),
+        (
+            {"metrics": [{"type": "Pods", "pods": {"metric": {}, "target": {"type": "AverageValue", "averageValue": "1"}}}]},
+            ["spec.metrics[0].pods.metric.name: Required value: must specify a metric name"],
+        ),
+        (
+            {"metrics": [{"type": "Magic"}]},
+            [
+                'spec.metrics[0].type: Unsupported value: "Magic": supported values: "Resource", "Pods", '
+                '"Object", "ContainerResource", "External"'
+            ],
+        ),
+        (
+            {
+                "behavior": {
+                    "scaleDown": {
+                        "stabilizationWindowSeconds": 4000,
+                        "selectPolicy": "Sometimes",
+                        "policies": [{"type": "Pods", "value": 0, "periodSeconds": 1801}],
+                    },
+                    "scaleUp": {"policies": []},
+                }
+            },
+            [
+                "spec.behavior.scaleUp.policies: Required value: must specify at least one Policy",
+                "spec.behavior.scaleDown.stabilizationWindowSeconds: Invalid value: 4000: must be less than or "
+                "equal to 3600",
+                'spec.behavior.scaleDown.selectPolicy: Unsupported value: "Sometimes": supported values: '
+                '"Disabled", "Max", "Min"',
+                "spec.behavior.scaleDown.policies[0].value: Invalid value: 0: must be greater than zero",
+                "spec.behavior.scaleDown.policies[0].periodSeconds: Invalid value: 1801: must be less than or "
+                "equal to 1800",
+            ],
         ),
     ],
 )

@@ -674,14 +674,115 @@ def _validate_hpa(obj: JSON) -> list[FieldError]:
     if min_r is None:  # unset (or null): minReplicas defaults to 1
         min_r = 1
     # Messages and checks as validateHorizontalPodAutoscalerSpec (each check independent of the others).
-    if not isinstance(min_r, int) or min_r < 1:
-        errs.append(FieldError("spec.minReplicas", "Invalid", "must be greater than or equal to 1", min_r))
+    # Corral allows 0 (scale to zero), as upstream with its HPAScaleToZero gate, for every metric type.
+    if not isinstance(min_r, int) or min_r < 0:
+        errs.append(FieldError("spec.minReplicas", "Invalid", "must be greater than or equal to 0", min_r))
     if not isinstance(max_r, int) or max_r < 1:
         errs.append(FieldError("spec.maxReplicas", "Invalid", "must be greater than 0", max_r))
     if isinstance(max_r, int) and isinstance(min_r, int) and max_r < min_r:
         errs.append(
             FieldError("spec.maxReplicas", "Invalid", "must be greater than or equal to `minReplicas`", max_r)
         )
+    for index, metric in enumerate(spec.get("metrics") or []):
+        errs.extend(_validate_hpa_metric(f"spec.metrics[{index}]", _as_dict(metric)))
+    behavior = _as_dict(spec.get("behavior"))
+    for direction in ("scaleUp", "scaleDown"):
+        if isinstance(behavior.get(direction), dict):
+            errs.extend(_validate_scaling_rules(f"spec.behavior.{direction}", behavior[direction]))
+    return errs
+
+
+_HPA_SOURCES = {
+    "Resource": "resource",
+    "Pods": "pods",
+    "Object": "object",
+    "ContainerResource": "containerResource",
+    "External": "external",
+}
+
+
+def _validate_hpa_metric(path: str, metric: JSON) -> list[FieldError]:
+    """``validateMetricSpec``: a known type with its source, and a target that says what it targets."""
+    kind = metric.get("type")
+    if kind not in _HPA_SOURCES:
+        supported = ", ".join(f'"{k}"' for k in _HPA_SOURCES)
+        return [FieldError(f"{path}.type", "NotSupported", f"supported values: {supported}", kind)]
+    key = _HPA_SOURCES[str(kind)]
+    source = metric.get(key)
+    if not isinstance(source, dict):
+        return [
+            FieldError(f"{path}.{key}", "Required", "must populate information for the given metric source")
+        ]
+    errs: list[FieldError] = []
+    target = _as_dict(source.get("target"))
+    tpath = f"{path}.{key}.target"
+    ttype = target.get("type")
+    if ttype not in ("Utilization", "Value", "AverageValue"):
+        errs.append(FieldError(f"{tpath}.type", "Required", "must specify a metric target type"))
+    if ttype == "Utilization" and target.get("averageUtilization") is None:
+        errs.append(FieldError(f"{tpath}.averageUtilization", "Required", "must set averageUtilization"))
+    if ttype == "Value" and target.get("value") is None:
+        errs.append(FieldError(f"{tpath}.value", "Required", "must set value"))
+    if ttype == "AverageValue" and target.get("averageValue") is None:
+        errs.append(FieldError(f"{tpath}.averageValue", "Required", "must set averageValue"))
+    utilization = target.get("averageUtilization")
+    if isinstance(utilization, int) and utilization <= 0:
+        errs.append(
+            FieldError(f"{tpath}.averageUtilization", "Invalid", "must be greater than 0", utilization)
+        )
+    if key in ("pods", "object") and not _as_dict(source.get("metric")).get("name"):
+        errs.append(FieldError(f"{path}.{key}.metric.name", "Required", "must specify a metric name"))
+    return errs
+
+
+def _validate_scaling_rules(path: str, rules: JSON) -> list[FieldError]:
+    """``validateScalingRules``: window 0..3600 s, a known selectPolicy, at least one sane policy."""
+    errs: list[FieldError] = []
+    window = rules.get("stabilizationWindowSeconds")
+    if isinstance(window, int) and window < 0:
+        errs.append(
+            FieldError(
+                f"{path}.stabilizationWindowSeconds",
+                "Invalid",
+                "must be greater than or equal to zero",
+                window,
+            )
+        )
+    if isinstance(window, int) and window > 3600:
+        errs.append(
+            FieldError(
+                f"{path}.stabilizationWindowSeconds", "Invalid", "must be less than or equal to 3600", window
+            )
+        )
+    select = rules.get("selectPolicy")
+    if select is not None and select not in ("Max", "Min", "Disabled"):
+        errs.append(
+            FieldError(
+                f"{path}.selectPolicy", "NotSupported", 'supported values: "Disabled", "Max", "Min"', select
+            )
+        )
+    policies = rules.get("policies")
+    if isinstance(policies, list) and not policies:
+        errs.append(FieldError(f"{path}.policies", "Required", "must specify at least one Policy"))
+    for index, policy in enumerate(policies or []):
+        policy = _as_dict(policy)
+        ppath = f"{path}.policies[{index}]"
+        if policy.get("type") not in ("Pods", "Percent"):
+            errs.append(
+                FieldError(
+                    f"{ppath}.type", "NotSupported", 'supported values: "Percent", "Pods"', policy.get("type")
+                )
+            )
+        value = policy.get("value")
+        if not isinstance(value, int) or value <= 0:
+            errs.append(FieldError(f"{ppath}.value", "Invalid", "must be greater than zero", value))
+        period = policy.get("periodSeconds")
+        if not isinstance(period, int) or period <= 0:
+            errs.append(FieldError(f"{ppath}.periodSeconds", "Invalid", "must be greater than zero", period))
+        elif period > 1800:
+            errs.append(
+                FieldError(f"{ppath}.periodSeconds", "Invalid", "must be less than or equal to 1800", period)
+            )
     return errs
 
 
