@@ -1,4 +1,4 @@
-"""ConfigMap, Secret and emptyDir volumes in real pods (non-root mode): a real server with its agent, kubectl,
+"""ConfigMap, Secret and emptyDir volumes in real pods (sandbox volume mode, pinned): a real server with its agent, kubectl,
 and the pod's own process reading its mounted files.
 
 The container prints the mounted file over and over; the test reads the log. A ConfigMap change reaches the
@@ -27,6 +27,17 @@ READER = [
     'while :; do printf "%s|%s\\n" "$(cat etc/app/greeting)" "$(cat "$CORRAL_VOLUMES/secrets/token")"; '
     "sleep 0.1; done",
 ]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Pinned to sandbox mode: these pods mount at fixed paths (``/etc/app``, ``/secrets``…) that namespace
+    mode would create on the host. Namespace mode has its own tests with random paths: test_volume_modes.py."""
+    proc = ServerProcess(tmp_path_factory.mktemp("corral-sandbox"), volume_mode="sandbox").start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture

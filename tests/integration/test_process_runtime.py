@@ -158,7 +158,12 @@ class Harness:
                 if done:
                     break
                 await asyncio.sleep(0.005)
+        # SIGKILL is delivered asynchronously: on a loaded machine a killed process can still show as running
+        # for a moment, so wait (with the deadline) for the groups to empty before calling it a survivor.
         leftovers = {pgid: group_members(pgid) for pgid in self.pgids}
+        while any(leftovers.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+            leftovers = {pgid: group_members(pgid) for pgid in self.pgids}
         for parent in self.cgroup_parents:
             while time.monotonic() < deadline:
                 children = [p for p in parent.iterdir() if p.is_dir()] if parent.exists() else []
@@ -869,3 +874,128 @@ async def test_start_100_containers(harness: Harness) -> None:
     done = await asyncio.gather(*(rt.stop(s.id, 5) for s in specs))
     print(f"stopped 100 containers in {time.monotonic() - began:.2f}s")
     assert all(st is not None and st.exit_code == 143 for st in done)
+
+
+# --------------------------------------------------------------------------------------------- mount namespaces
+
+
+def _namespaces_or_skip() -> None:
+    from corral.agent.mounting import host_facts
+    from corral.agent.mountplan import namespace_problem
+
+    problem = namespace_problem(host_facts())
+    if problem:
+        pytest.skip(f"namespace volume mode not possible here: {problem}")
+
+
+def _mounted_anywhere(path: Path) -> bool:
+    return any(f" {path} " in line for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+async def test_mount_namespace_start_exec_adopt_and_cleanup(harness: Harness) -> None:
+    """Bind mounts at a path the host does not have: the container and exec see them, the host does not;
+    read-only is enforced; adoption needs no re-mount; the created mount points go with the last user."""
+    _namespaces_or_skip()
+    from corral.agent.runtimes.base import BindMount
+
+    source = harness.root / "volume"
+    source.mkdir()
+    (source / "greeting").write_text("hello\n")
+    top = harness.root / f"mnt-{os.urandom(4).hex()}"
+    rw, ro = top / "rw", top / "ro"
+    mounts = (
+        BindMount(str(source), str(rw), str(rw)),
+        BindMount(str(source), str(ro), str(ro), read_only=True),
+    )
+    rt = await harness.runtime()
+    script = f"cat {rw}/greeting; pwd; touch {ro}/x 2>&1; touch {rw}/made && echo rw-ok; exec sleep 300"
+    one = harness.spec("one", ["sh", "-c", script], mounts=mounts, working_dir=rw)
+    st = await harness.start(rt, one)
+    await wait_until(lambda: "rw-ok" in log_text(harness, "one"), what="the container's output")
+    text = log_text(harness, "one")
+    assert text.startswith(f"hello\n{rw}\n"), text
+    assert "Read-only file system" in text
+    assert (source / "made").exists()  # written through the read-write mount
+    assert rw.is_dir() and not (rw / "greeting").exists()  # the host sees only the empty mount point
+    assert not _mounted_anywhere(rw)  # nothing was mounted in the agent's (host's) namespace
+    # A second container shares the mount point: it must survive the first one's exit.
+    two = harness.spec("two", ["sleep", "300"], mounts=mounts[:1])
+    await harness.start(rt, two)
+
+    await rt.close()
+    adopted = await harness.runtime()
+    statuses = {s.id.name: s for s in await adopted.list()}
+    assert statuses["one"].state is ContainerState.RUNNING and statuses["one"].pid == st.pid
+    streams = Streams()
+    result = await adopted.exec(
+        one.id, ["sh", "-c", 'cat greeting; pwd; cat "$1/greeting"', "x", str(ro)], streams
+    )
+    assert (result.exit_code, bytes(streams.out)) == (0, f"hello\n{rw}\nhello\n".encode()), streams.err
+
+    await adopted.stop(one.id, 5)
+    await adopted.remove(one.id)
+    assert rw.is_dir() and not ro.exists()  # rw is still the mount point of "two"
+    streams = Streams()
+    assert (await adopted.exec(two.id, ["cat", f"{rw}/greeting"], streams)).exit_code == 0
+    assert bytes(streams.out) == b"hello\n"
+    await adopted.stop(two.id, 5)
+    assert not top.exists()  # every mount point the runtime created is gone with the last container
+
+
+async def test_mount_namespace_failure_is_a_start_error(harness: Harness) -> None:
+    _namespaces_or_skip()
+    from corral.agent.runtimes.base import BindMount
+
+    target = harness.root / f"mnt-{os.urandom(4).hex()}" / "data"
+    missing = harness.root / "no-such-volume"
+    rt = await harness.runtime()
+    spec = harness.spec("bad", ["sleep", "300"], mounts=(BindMount(str(missing), str(target), str(target)),))
+    with pytest.raises(StartError) as err:
+        await rt.start(spec)
+    assert err.value.reason == "CreateContainerError"
+    assert str(missing) in err.value.message
+    assert await rt.list() == []
+    assert not target.parent.exists()  # the mount points it created are removed again
+    # The same instance can be started again once the problem is fixed (nothing half-registered).
+    missing.mkdir()
+    st = await harness.start(rt, spec)
+    assert st.state is ContainerState.RUNNING
+    await rt.stop(spec.id, 5)
+
+
+async def test_mount_hiding_the_runtimes_own_files_is_refused(harness: Harness) -> None:
+    _namespaces_or_skip()
+    from corral.agent.runtimes.base import BindMount
+
+    source = harness.root / "volume"
+    source.mkdir()
+    rt = await harness.runtime()
+    # Mounting over the state dir's parent would hide the wrapper script and the exit-code file.
+    spec = harness.spec(
+        "hides", ["true"], mounts=(BindMount(str(source), str(harness.root), str(harness.root)),)
+    )
+    with pytest.raises(StartError) as err:
+        await rt.start(spec)
+    assert err.value.reason == "CreateContainerConfigError"
+    assert "would hide" in err.value.message
+    assert await rt.list() == []
+
+
+@pytest.mark.parametrize("with_pwd", [False, True])
+async def test_mount_namespace_keeps_the_spec_environment(harness: Harness, with_pwd: bool) -> None:
+    """The setup script runs in a shell and changes directory; none of that may leak into the container."""
+    _namespaces_or_skip()
+    from corral.agent.runtimes.base import BindMount
+
+    source = harness.root / "volume"
+    source.mkdir()
+    target = harness.root / f"mnt-{os.urandom(4).hex()}"
+    env = {"PATH": os.environ["PATH"], "A": "1", **({"PWD": "/elsewhere"} if with_pwd else {})}
+    rt = await harness.runtime()
+    exits = Exits(rt)
+    mounts = (BindMount(str(source), str(target), str(target)),)
+    spec = harness.spec("env", ["env"], env=env, working_dir=target, mounts=mounts)
+    await harness.start(rt, spec)
+    assert (await exits.of(spec.id)).exit_code == 0
+    expected = {**env, **({"PWD": str(target)} if with_pwd else {})}  # as without mounts: PWD is the real one
+    assert sorted(log_text(harness, "env").splitlines()) == sorted(f"{k}={v}" for k, v in expected.items())

@@ -22,9 +22,9 @@ from corral.agent.volumes import (
     link_mounts,
     plan_volume,
     plan_volumes,
-    referenced_volume_objects,
     resolve_inside,
 )
+from corral.api.configrefs import volume_refs
 
 JSON = dict[str, Any]
 FACTS = PodFacts(node_name="node-1", host_ip="127.0.0.1", pod_ip="127.0.0.1", sandbox_dir="/tmp/sb")
@@ -192,7 +192,7 @@ def test_referenced_objects_include_projected_sources() -> None:
             {"name": "d", "emptyDir": {}},
         ]
     )
-    assert referenced_volume_objects(spec) == ({"cm1", "cm2"}, {"s1", "s2"})
+    assert volume_refs(spec["spec"]["volumes"]) == ({"cm1", "cm2"}, {"s1", "s2"})
 
 
 def test_mounts_checked() -> None:
@@ -238,6 +238,37 @@ def test_link_mounts_and_planted_symlink(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="outside the volume"):
         link_mounts(sandbox, "c", bad)
     assert not os.path.lexists(root / "p")
+
+
+def test_subpath_link_follows_configmap_updates(tmp_path: Path) -> None:
+    from corral.agent.atomicwriter import write_volume
+
+    sandbox = tmp_path / "sb"
+    volume = sandbox / "volumes" / "cfg"
+    volume.parent.mkdir(parents=True)
+    write_volume(volume, {"greeting": FileContent(b"v1")})
+    spec = pod([{"name": "cfg", "configMap": {"name": "app"}}])
+    mounts = container_mounts(
+        spec, {"name": "c", "volumeMounts": [{"name": "cfg", "mountPath": "/g", "subPath": "greeting"}]}
+    )
+    root = link_mounts(sandbox, "c", mounts)
+    assert (root / "g").read_text() == "v1"
+    write_volume(volume, {"greeting": FileContent(b"v2")})  # swaps ..data and deletes the old directory
+    assert (root / "g").read_text() == "v2"
+
+
+def test_nested_mounts_refused_in_sandbox_mode_and_unlinked_in_namespace_mode(tmp_path: Path) -> None:
+    sandbox = tmp_path / "sb"
+    for name in ("outer", "inner"):
+        (sandbox / "volumes" / name).mkdir(parents=True)
+    spec = pod([{"name": "outer", "emptyDir": {}}, {"name": "inner", "emptyDir": {}}])
+    mounts = container_mounts(spec, {"name": "c", "volumeMounts": [
+        {"name": "outer", "mountPath": "/etc/app"}, {"name": "inner", "mountPath": "/etc/app/tls"}]})  # fmt: skip
+    with pytest.raises(ConfigError, match="outside the volume"):
+        link_mounts(sandbox, "c", mounts)
+    root = link_mounts(sandbox, "c", mounts, nested_ok=True)
+    assert os.readlink(root / "etc" / "app") == str((sandbox / "volumes" / "outer").absolute())
+    assert os.listdir(sandbox / "volumes" / "outer") == []  # nothing written into the outer volume
 
 
 # ------------------------------------------------------------------------------------------------ property

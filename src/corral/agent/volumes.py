@@ -12,7 +12,8 @@ volume is caught by :func:`resolve_inside`, which resolves the final path and ch
 Every refusal is a :class:`~corral.agent.environment.ConfigError`, so the container waits in
 ``CreateContainerConfigError`` with an event, as for a missing ConfigMap.
 
-Non-root layout (no mount namespace): volume ``V`` of pod sandbox ``S`` lives in ``S/volumes/V``; container
+Sandbox layout (made in both volume modes; namespace mode adds real bind mounts on top, see
+:mod:`corral.agent.mountplan`): volume ``V`` of pod sandbox ``S`` lives in ``S/volumes/V``; container
 ``C`` sees its mounts under its own root ``S/rootfs/C`` — ``mountPath: /etc/app`` becomes the symlink
 ``S/rootfs/C/etc/app`` → the volume (or → ``volume/subPath``). The container gets ``CORRAL_VOLUMES`` (its
 root) in its environment. A per-container root is needed because two containers may mount different volumes at
@@ -284,23 +285,6 @@ def plan_volumes(
     return plans
 
 
-def referenced_volume_objects(pod: JSON) -> tuple[set[str], set[str]]:
-    """Names of the ConfigMaps and Secrets the pod's volumes read."""
-    configmaps: set[str] = set()
-    secrets: set[str] = set()
-    for volume in (pod.get("spec") or {}).get("volumes") or []:
-        sources: list[JSON] = [volume]
-        if isinstance(volume.get("projected"), dict):
-            sources = list(volume["projected"].get("sources") or [])
-        for source in sources:
-            if isinstance(source.get("configMap"), dict):
-                configmaps.add(str(source["configMap"].get("name", "")))
-            if isinstance(source.get("secret"), dict):
-                secret = source["secret"]
-                secrets.add(str(secret.get("secretName") or secret.get("name") or ""))
-    return configmaps, secrets
-
-
 def container_mounts(pod: JSON, container: JSON) -> list[MountPlan]:
     """The container's ``volumeMounts``, checked against the pod's volumes and the path rules."""
     volumes = {str(v.get("name", "")) for v in (pod.get("spec") or {}).get("volumes") or []}
@@ -337,11 +321,20 @@ def _same_link(link: Path, target: str) -> bool:
     return link.is_symlink() and os.readlink(link) == target
 
 
-def link_mounts(sandbox: Path, container: str, mounts: list[MountPlan]) -> Path:
+def _nested(mount: MountPlan, mounts: list[MountPlan]) -> bool:
+    """``mount`` lies below another of the container's mount paths."""
+    return any(other.link != mount.link and mount.link.startswith(other.link + "/") for other in mounts)
+
+
+def link_mounts(sandbox: Path, container: str, mounts: list[MountPlan], nested_ok: bool = False) -> Path:
     """Create the container's mount symlinks (IO, idempotent); returns the container's root.
 
-    Each link points to the volume directory, or for a ``subPath`` to the resolved path inside it (refused
-    when it leaves the volume). A missing ``subPath`` target is created as a directory, as the kubelet does.
+    Each link points to the volume directory, or for a ``subPath`` to ``volume/subPath`` (refused when its
+    resolution leaves the volume), so it follows live updates. A missing ``subPath`` target is created as a
+    directory, as the kubelet does.
+
+    A mount nested below another one cannot get a link without writing into the outer volume, so it is
+    refused — unless ``nested_ok`` (namespace mode, where it is a real mount): then it gets no link.
     """
     root = container_root(sandbox, container)
     root.mkdir(parents=True, exist_ok=True)
@@ -350,10 +343,15 @@ def link_mounts(sandbox: Path, container: str, mounts: list[MountPlan]) -> Path:
         target = base
         if mount.sub_path:
             what = f"volumeMount {mount.mount_path!r} subPath"
-            target = resolve_inside(base, mount.sub_path, what)
-            if not os.path.lexists(target):
-                target.mkdir(parents=True, exist_ok=True)
-                target = resolve_inside(base, mount.sub_path, what)
+            resolved = resolve_inside(base, mount.sub_path, what)
+            if not os.path.lexists(resolved):
+                resolved.mkdir(parents=True, exist_ok=True)
+                resolve_inside(base, mount.sub_path, what)
+            # The link names the path *through* the volume (checked above), not its resolution: a ConfigMap
+            # key resolves into the current ``..<timestamp>`` directory, which the next update deletes.
+            target = base / mount.sub_path
+        if nested_ok and _nested(mount, mounts):
+            continue
         head, _, name = mount.link.rpartition("/")
         # Only the parent is resolved: the link itself points out of the root on purpose.
         parent = resolve_inside(root, head, f"volumeMount {mount.mount_path!r}") if head else root.resolve()

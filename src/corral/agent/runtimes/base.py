@@ -19,7 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from corral.agent.cgroups import ContainerCgroup
 
 
 class ContainerState(enum.StrEnum):
@@ -35,6 +38,45 @@ class ContainerId:
 
     def __str__(self) -> str:
         return f"{self.pod_uid}/{self.name}/{self.attempt}"
+
+
+@dataclass(frozen=True, slots=True)
+class BindMount:
+    """One mount in a container's private mount namespace (the agent's namespace volume mode).
+
+    The agent resolves every path before the runtime sees it: ``source`` and ``mount_point`` contain no
+    symlink and stay inside the volume they belong to (see ``corral.agent.mounting``)."""
+
+    source: str
+    """Absolute host path bind-mounted at ``target``: a volume directory, or a ``subPath`` inside one."""
+    target: str
+    """Absolute path inside the container's namespace (the ``mountPath``)."""
+    mount_point: str
+    """The host path that is ``target`` once the earlier mounts are in place: ``target`` itself for a mount
+    on the host's tree, or a path inside the parent mount's source for a nested mount. Created (directory, or
+    an empty file when ``file``) when missing."""
+    read_only: bool = False
+    file: bool = False
+    """``source`` is a file (a ``subPath`` naming one), so the mount point must be a file too."""
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "target": self.target,
+            "mount_point": self.mount_point,
+            "read_only": self.read_only,
+            "file": self.file,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, object]) -> BindMount:
+        return cls(
+            str(d["source"]),
+            str(d["target"]),
+            str(d["mount_point"]),
+            bool(d.get("read_only")),
+            bool(d.get("file")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +96,9 @@ class ContainerSpec:
     cpu_limit_millicores: int | None = None
     log_max_bytes: int = 10 * 1024 * 1024
     log_max_files: int = 3
+    mounts: tuple[BindMount, ...] = ()
+    """Non-empty: start the container in a new private mount namespace with these mounts, in this order
+    (parents before children); read-only ones are remounted read-only after all are made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +116,19 @@ class ContainerStatus:
     """Kubernetes-style terminated reason when exited: Completed, Error, OOMKilled, ContainerStatusUnknown."""
     message: str = ""
     log_path: Path = field(default_factory=Path)
+
+
+@dataclass(frozen=True, slots=True)
+class RunningGroup:
+    """Where a running instance's processes are, for resource usage sampling (``corral.agent.usage``)."""
+
+    id: ContainerId
+    pgid: int
+    """Process group and session id of the container (the process runtime's wrapper pid)."""
+    min_start_ticks: int
+    """Members started earlier (``/proc/<pid>/stat`` field 22) are not the container's: a reused id."""
+    started_at: datetime
+    cgroup: ContainerCgroup | None = None
 
 
 class StartError(Exception):
@@ -132,6 +190,10 @@ class Runtime(Protocol):
 
     async def close(self) -> None:
         """Stop watching; running containers keep running (the next agent adopts them)."""
+        ...
+
+    def running_groups(self) -> builtins.list[RunningGroup]:
+        """The process group (and cgroup) of every running instance; cheap, no IO (usage sampling)."""
         ...
 
 

@@ -44,6 +44,17 @@ Environment fidelity: dash exports ``PWD`` (removed again unless the spec sets i
 real working directory) and resets ``IFS``; ``argv[0]`` is looked up on the spec's ``PATH`` (dash's default
 PATH when the env has none). Signal dispositions are all default in the container (Popen, not posix_spawn).
 
+Mount namespaces (the agent's namespace volume mode): a spec with ``mounts`` is started as
+``unshare -m --propagation private -- sh mountns.sh <ops> -- <workdir> sh wrapper.sh …``. ``unshare`` and the
+setup script exec in place, so the pid is still the wrapper's (session leader, adoption unchanged). The script
+bind-mounts each volume (then remounts read-only ones), enters the working dir and reports ``ok`` — or
+``!problem``, which becomes a ``StartError`` (``CreateContainerError``) before anything of the container runs.
+The namespace lives exactly as long as the container's processes; ``exec`` joins it with ``nsenter``. Missing
+mount points are created before the spawn and recorded as this instance's (``record.json``); they are removed
+(best effort, only while empty) when the last running instance of this runtime that needs them has exited.
+A mount point is never removed while another running instance mounts on it: on Linux removing a directory
+that is a mount point in another namespace silently detaches that mount.
+
 ``exec`` runs in its own session with the container's env, working dir and cgroup, over plain pipes: ``tty``
 is ignored. It raises :class:`StartError` with reason ``NotFound`` / ``ContainerNotRunning`` / ``StartError``
 before anything runs. Exec processes are killed when their container exits or the runtime closes.
@@ -73,7 +84,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -81,7 +92,10 @@ from typing import Any
 
 from corral.agent.cgroups import CgroupError, CgroupLimits, CgroupSupport, ContainerCgroup
 from corral.agent.logs import ManagedLog
+from corral.agent.mounting import MountPointError, binary, create_mount_point, remove_mount_points
+from corral.agent.mountplan import hidden_by_mounts, host_path, is_below, removal_order, setup_ops
 from corral.agent.runtimes.base import (
+    BindMount,
     ContainerId,
     ContainerSpec,
     ContainerState,
@@ -89,6 +103,7 @@ from corral.agent.runtimes.base import (
     ExecResult,
     ExecStreams,
     ExitCallback,
+    RunningGroup,
     StartError,
 )
 from corral.util.clock import Clock, SystemClock
@@ -133,6 +148,41 @@ echo $? > "$1/exit"
 
 # For exec sessions: join the container's cgroups, then exec. Arguments: cgroup.procs files, "--", argv.
 CGROUP_EXEC_SCRIPT = 'while [ "$1" != -- ]; do echo 0 > "$1" || exit 126; shift; done; shift; exec "$@"'
+
+# Namespace volume mode: the first program in the container's new mount namespace (started by `unshare -m`).
+# $1 the mount program; then ("b" SOURCE TARGET | "r" TARGET)...; "--"; the working dir; then the wrapper's
+# argv. Reports "ok" or "!<problem>" on stdin (the pid pipe) before exec'ing the wrapper, so a failed mount is
+# a StartError of start(), not a container that ran and died. printf, not echo: dash's echo expands "\".
+MOUNT_NS_SCRIPT = """\
+# corral mount namespace setup: bind-mounts a container's volumes, then execs its wrapper.
+__corral_oldpwd=${OLDPWD+1}
+__corral_mount=$1
+shift
+while [ "$1" != -- ]; do
+  if [ "$1" = b ]; then
+    __corral_err=$("$__corral_mount" --bind -- "$2" "$3" 2>&1) || {
+      printf '!cannot mount %s at %s: %s\\n' "$2" "$3" "$__corral_err" >&0; exit 127; }
+    shift 3
+  else
+    __corral_err=$("$__corral_mount" -o remount,bind,ro -- "$2" 2>&1) || {
+      printf '!cannot make %s read-only: %s\\n' "$2" "$__corral_err" >&0; exit 127; }
+    shift 2
+  fi
+done
+shift
+if [ ! -e "$1" ]; then __corral_err="no such file or directory"
+elif [ ! -d "$1" ]; then __corral_err="not a directory"
+elif ! cd -- "$1"; then __corral_err="permission denied"
+else __corral_err=""
+fi
+[ -z "$__corral_err" ] || {
+  printf '!chdir to cwd ("%s") set in config failed: %s\\n' "$1" "$__corral_err" >&0; exit 127; }
+shift
+[ -n "$__corral_oldpwd" ] || unset OLDPWD  # cd set it; the container's env must be the spec's
+unset __corral_mount __corral_err __corral_oldpwd
+printf 'ok\\n' >&0
+exec "$@"
+"""
 
 
 # --------------------------------------------------------------------------------------------- /proc helpers
@@ -247,6 +297,10 @@ class _Record:
     wrapper_start_ticks: int | None = None
     pid: int | None = None
     exit: _Exit | None = None
+    mounts: list[BindMount] = field(default_factory=list)
+    """Namespace mode: the container's mounts (made once in its namespace; adoption re-mounts nothing)."""
+    created_mount_points: list[str] = field(default_factory=list)
+    """Mount points Corral created on disk and still owns (removed when no running container needs them)."""
 
     @property
     def pgid(self) -> int | None:
@@ -275,6 +329,8 @@ class _Record:
             "wrapper_start_ticks": self.wrapper_start_ticks,
             "pgid": self.pgid,
             "pid": self.pid,
+            "mounts": [m.to_json() for m in self.mounts],
+            "created_mount_points": list(self.created_mount_points),
             "exit": None
             if ex is None
             else {
@@ -311,6 +367,8 @@ class _Record:
             wrapper_pid=d.get("wrapper_pid"),
             wrapper_start_ticks=d.get("wrapper_start_ticks"),
             pid=d.get("pid"),
+            mounts=[BindMount.from_json(m) for m in d.get("mounts") or []],
+            created_mount_points=[str(p) for p in d.get("created_mount_points") or []],
             exit=None
             if not ex
             else _Exit(
@@ -335,12 +393,20 @@ def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------------------------- preflight
 
 
-def resolve_executable(argv0: str, env: Mapping[str, str], working_dir: Path) -> str:
-    """Find ``argv0`` as the container would (PATH of ``env``), or raise a Kubernetes-like StartError."""
+def resolve_executable(
+    argv0: str, env: Mapping[str, str], working_dir: Path, mounts: Sequence[BindMount] = ()
+) -> str:
+    """Find ``argv0`` as the container would (PATH of ``env``), or raise a Kubernetes-like StartError.
+
+    With ``mounts`` (namespace mode) paths are the container's, looked up where they are on the host."""
+
+    def on_host(path: Path) -> str:
+        return host_path(str(path), mounts) if mounts else str(path)
+
     if "/" in argv0:
         candidate = Path(argv0) if argv0.startswith("/") else working_dir / argv0
         try:
-            st = os.stat(candidate)
+            st = os.stat(on_host(candidate))
         except FileNotFoundError:
             raise StartError(
                 "StartError", f'exec: "{argv0}": stat {argv0}: no such file or directory'
@@ -349,28 +415,29 @@ def resolve_executable(argv0: str, env: Mapping[str, str], working_dir: Path) ->
             raise StartError("StartError", f'exec: "{argv0}": stat {argv0}: not a directory') from None
         except PermissionError:
             raise StartError("StartError", f'exec: "{argv0}": permission denied') from None
-        if stat.S_ISDIR(st.st_mode) or not os.access(candidate, os.X_OK):
+        if stat.S_ISDIR(st.st_mode) or not os.access(on_host(candidate), os.X_OK):
             raise StartError("StartError", f'exec: "{argv0}": permission denied')
         return str(candidate)
     for entry in env.get("PATH", DEFAULT_PATH).split(":"):
         base = Path(entry) if entry.startswith("/") else working_dir / entry
         candidate = base / argv0
         try:
-            st = os.stat(candidate)
+            st = os.stat(on_host(candidate))
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
+        if stat.S_ISREG(st.st_mode) and os.access(on_host(candidate), os.X_OK):
             return str(candidate)
     raise StartError("StartError", f'exec: "{argv0}": executable file not found in $PATH')
 
 
-def check_working_dir(working_dir: Path) -> None:
+def check_working_dir(working_dir: Path, mounts: Sequence[BindMount] = ()) -> None:
     problem = ""
+    on_host = Path(host_path(str(working_dir), mounts)) if mounts else working_dir
     try:
-        st = os.stat(working_dir)
+        st = os.stat(on_host)
         if not stat.S_ISDIR(st.st_mode):
             problem = "not a directory"
-        elif not os.access(working_dir, os.X_OK):
+        elif not os.access(on_host, os.X_OK):
             problem = "permission denied"
     except FileNotFoundError:
         problem = "no such file or directory"
@@ -446,6 +513,12 @@ class ProcessRuntime:
         self._loop = asyncio.get_running_loop()
         self._shell = _shell()
         self._wrapper = state_dir / "wrapper.sh"
+        self._ns_script = state_dir / "mountns.sh"
+        self._starting: dict[ContainerId, _Record] = {}
+        """Instances between mount point creation and registration: they need their mount points too."""
+        self._adopting = False
+        # What the namespace setup reaches after the first mount: no mount may hide it (mountplan).
+        self._setup_needs = [os.path.realpath(p) for p in (state_dir, self._shell, binary("mount"))]
         self._boot_id = _boot_id()
         self._stale_cgroups: list[ContainerCgroup] = []
         self._maintenance: asyncio.Task[None] | None = None
@@ -489,6 +562,9 @@ class ProcessRuntime:
         tmp = self._wrapper.with_name("wrapper.sh.tmp")
         tmp.write_text(WRAPPER_SCRIPT)
         os.replace(tmp, self._wrapper)  # a new inode: running wrappers keep reading the old one
+        tmp = self._ns_script.with_name("mountns.sh.tmp")
+        tmp.write_text(MOUNT_NS_SCRIPT)
+        os.replace(tmp, self._ns_script)
         self._adopt_all()
         self._maintenance = asyncio.create_task(self._maintain(), name="process-runtime-maintenance")
         return self
@@ -529,8 +605,12 @@ class ProcessRuntime:
             what = f"is running (pid {existing.status.pid})" if existing.running else "has exited; remove it"
             raise StartError("AlreadyExists", f"container {spec.id} {what}")
         working_dir = Path(spec.working_dir)
-        check_working_dir(working_dir)
-        resolve_executable(spec.argv[0], spec.env, working_dir)
+        if spec.mounts:
+            problem = hidden_by_mounts(spec.mounts, self._setup_needs)
+            if problem:
+                raise StartError("CreateContainerConfigError", problem)
+        check_working_dir(working_dir, spec.mounts)
+        resolve_executable(spec.argv[0], spec.env, working_dir, spec.mounts)
 
         key = instance_key(spec.id)
         idir = self.state_dir / "instances" / key
@@ -575,14 +655,36 @@ class ProcessRuntime:
             created_boottime=_boottime(),
             started_at=now,
             cgroup=cgroup,
+            mounts=list(spec.mounts),
         )
+        if spec.mounts:
+            try:
+                self._create_mount_points(record)
+            except (MountPointError, OSError) as exc:
+                self._discard(idir, cgroup)
+                raise StartError("CreateContainerError", f"cannot create a mount point: {exc}") from exc
+        try:
+            return await self._spawn(spec, record, idir, managed, working_dir, now)
+        finally:
+            self._starting.pop(spec.id, None)
+
+    async def _spawn(
+        self,
+        spec: ContainerSpec,
+        record: _Record,
+        idir: Path,
+        managed: ManagedLog,
+        working_dir: Path,
+        now: datetime,
+    ) -> ContainerStatus:
+        cgroup = record.cgroup
         # Written before spawning, so a crash in between leaves a record that points at the wrapper.pid file.
         _write_json_atomic(idir / "record.json", record.to_json())
 
         try:
             log_fd = managed.open(now.timestamp())
         except OSError as exc:
-            self._discard(idir, cgroup)
+            self._discard(idir, cgroup, record)
             raise StartError("StartError", f"cannot open log file {spec.log_path}: {exc}") from exc
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
         os.set_blocking(read_fd, False)
@@ -595,27 +697,51 @@ class ProcessRuntime:
             "--",
             *spec.argv,
         ]
+        program, cwd = self._shell, working_dir
+        if spec.mounts:
+            # `unshare` execs in place (no fork), so the pid Popen returns is still the wrapper's; the setup
+            # script mounts, changes to the working dir (which may be a mount) and execs the wrapper.
+            program, cwd = binary("unshare"), Path("/")
+            ns_args = [self._shell, str(self._ns_script), binary("mount"), *setup_ops(spec.mounts), "--"]
+            args = [program, "-m", "--propagation", "private", "--", *ns_args, str(working_dir), *args]
         try:
             # Popen (vfork + exec in C, ~1 ms) rather than os.posix_spawn: glibc's posix_spawn leaves its
             # internal signals 32/33 *ignored* in the child, and ignored dispositions survive exec.
             child = subprocess.Popen(  # noqa: ASYNC220
                 args,
-                executable=self._shell,
+                executable=program,
                 stdin=write_fd,
                 stdout=log_fd,
                 stderr=log_fd,
-                cwd=working_dir,
+                cwd=cwd,
                 env=spec.env,
                 start_new_session=True,
                 restore_signals=True,
             )
         except OSError as exc:
             os.close(read_fd)
-            self._discard(idir, cgroup)
-            raise StartError("StartError", f"cannot start {self._shell}: {exc}") from exc
+            self._discard(idir, cgroup, record)
+            raise StartError("StartError", f"cannot start {program}: {exc}") from exc
         finally:
             os.close(log_fd)
             os.close(write_fd)
+        pipe = bytearray()
+        if spec.mounts:
+            try:
+                problem = await self._await_mounts(child, read_fd, pipe, Path(spec.log_path))
+            except BaseException:
+                # Cancelled before the instance is registered: nobody else would ever stop this process.
+                if child.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signal.SIGKILL)  # our unreaped child: its pid pins the group id
+                child.wait()
+                os.close(read_fd)
+                self._discard(idir, cgroup, record)
+                raise
+            if problem:
+                os.close(read_fd)
+                self._discard(idir, cgroup, record)
+                raise StartError("CreateContainerError", problem)
         wrapper_pid = child.pid
         # We reap wrappers ourselves (os.waitpid); keeping the Popen referenced forever stops its __del__
         # from queueing the pid for subprocess's own reaping, which could later hit a reused pid.
@@ -633,7 +759,7 @@ class ProcessRuntime:
         _write_json_atomic(idir / "record.json", record.to_json())
 
         try:
-            main_pid = await self._read_pid(read_fd)
+            main_pid = await self._read_pid(read_fd, pipe)
         finally:
             os.close(read_fd)
         if main_pid is not None:
@@ -642,23 +768,38 @@ class ProcessRuntime:
             _write_json_atomic(idir / "record.json", record.to_json())
         return inst.status
 
-    async def _read_pid(self, fd: int) -> int | None:
+    async def _read_pid(self, fd: int, buf: bytearray) -> int | None:
         """The main process's pid, reported by the wrapper's child on the stdin pipe (None if never)."""
-        fut: asyncio.Future[int | None] = self._loop.create_future()
-        buf = bytearray()
+        text = await self._read_line(fd, buf)
+        return int(text) if text is not None and text.isdigit() else None
+
+    async def _read_line(self, fd: int, buf: bytearray) -> str | None:
+        """The next line from the start pipe (``buf`` keeps what was read past it); None at EOF or timeout."""
+        fut: asyncio.Future[str | None] = self._loop.create_future()
+
+        def take() -> bool:
+            if b"\n" not in buf:
+                return False
+            line, _, rest = bytes(buf).partition(b"\n")
+            buf[:] = rest
+            fut.set_result(line.decode(errors="replace").strip())
+            return True
 
         def readable() -> None:
             try:
-                chunk = os.read(fd, 64)
+                chunk = os.read(fd, 4096)
             except BlockingIOError:
                 return
             except OSError:
                 chunk = b""
             buf.extend(chunk)
-            if (b"\n" in buf or not chunk) and not fut.done():
-                text = bytes(buf).split(b"\n", 1)[0].strip()
-                fut.set_result(int(text) if text.isdigit() else None)
+            if fut.done() or take():
+                return
+            if not chunk:
+                fut.set_result(None)
 
+        if take():
+            return fut.result()
         self._loop.add_reader(fd, readable)
         try:
             return await asyncio.wait_for(fut, PID_REPORT_TIMEOUT)
@@ -667,10 +808,73 @@ class ProcessRuntime:
         finally:
             self._loop.remove_reader(fd)
 
-    def _discard(self, idir: Path, cgroup: ContainerCgroup | None) -> None:
+    async def _await_mounts(
+        self, child: subprocess.Popen[bytes], fd: int, buf: bytearray, log_path: Path
+    ) -> str:
+        """Wait for the namespace setup's verdict: "" when the mounts are in place, else the problem (and the
+        setup process is gone and reaped)."""
+        line = await self._read_line(fd, buf)
+        if line == "ok":
+            return ""
+        if line and line.startswith("!"):
+            problem = line[1:]
+        else:
+            tail = ""
+            with contextlib.suppress(OSError, IndexError):
+                data = await asyncio.to_thread(log_path.read_bytes)
+                tail = data[-300:].decode(errors="replace").strip().splitlines()[-1]
+            problem = "cannot create the container's mount namespace" + (f": {tail}" if tail else "")
+        try:
+            await asyncio.to_thread(child.wait, 5.0)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)  # still our unreaped child: its pid pins the group id
+            await asyncio.to_thread(child.wait)
+        return problem
+
+    def _discard(self, idir: Path, cgroup: ContainerCgroup | None, record: _Record | None = None) -> None:
         shutil.rmtree(idir, ignore_errors=True)
         if cgroup is not None:
             cgroup.remove()
+        if record is not None:
+            self._starting.pop(record.id, None)
+            self._release_mount_points(record)
+
+    # ----------------------------------------------------------------------------------------- mount points
+
+    def _create_mount_points(self, record: _Record) -> None:
+        """Create the missing mount points on disk and record them as ours (raises MountPointError)."""
+        self._starting[record.id] = record
+        try:
+            for bind in record.mounts:
+                record.created_mount_points += create_mount_point(bind.mount_point, bind.file)
+        except BaseException:
+            self._starting.pop(record.id, None)
+            self._release_mount_points(record)
+            raise
+
+    def _release_mount_points(self, record: _Record) -> None:
+        """The instance no longer needs its mount points: remove those Corral created, unless another running
+        (or starting) instance needs one — then that instance owns it from now on and removes it later."""
+        if not record.created_mount_points or self._adopting:
+            return
+        holders: list[tuple[_Record, Path | None]] = [
+            (i.record, i.dir) for i in self._instances.values() if i.running and i.record is not record
+        ]
+        holders += [(r, None) for r in self._starting.values() if r is not record]
+        needed: set[str] = set()
+        for path in record.created_mount_points:
+            for holder, hdir in holders:
+                if any(is_below(b.mount_point, path) for b in holder.mounts):
+                    needed.add(path)
+                    if path not in holder.created_mount_points:
+                        holder.created_mount_points.append(path)
+                        if hdir is not None:
+                            with contextlib.suppress(OSError):
+                                _write_json_atomic(hdir / "record.json", holder.to_json())
+                    break
+        remove_mount_points(removal_order(record.created_mount_points, needed))
+        record.created_mount_points = []
 
     # ----------------------------------------------------------------------------------------- watching
 
@@ -771,6 +975,7 @@ class ProcessRuntime:
                     log.exception("on_exit callback failed for %s", rec.id)
         with contextlib.suppress(OSError):
             inst.log.tick(now.timestamp())
+        self._release_mount_points(rec)
         try:
             _write_json_atomic(inst.dir / "record.json", rec.to_json())
         except OSError as exc:
@@ -853,10 +1058,19 @@ class ProcessRuntime:
 
     def _adopt_all(self) -> None:
         self._proc_cache = self._process_table()
+        # Mount points are released only once every instance is known: an exited one adopted early must not
+        # remove a mount point that a running one adopted later still mounts on.
+        self._adopting = True
         try:
             self._adopt_dirs()
         finally:
             self._proc_cache = None
+            self._adopting = False
+        for inst in list(self._instances.values()):
+            if not inst.running and inst.record.created_mount_points:
+                self._release_mount_points(inst.record)
+                with contextlib.suppress(OSError):
+                    _write_json_atomic(inst.dir / "record.json", inst.record.to_json())
 
     def _adopt_dirs(self) -> None:
         keep: set[str] = set()
@@ -982,6 +1196,7 @@ class ProcessRuntime:
             await self.stop(cid, 0)
         self._instances.pop(cid, None)
         self._unwatch(inst)
+        self._release_mount_points(inst.record)
         if inst.record.cgroup is not None and not inst.record.cgroup.remove():
             self._stale_cgroups.append(inst.record.cgroup)
         shutil.rmtree(inst.dir, ignore_errors=True)
@@ -994,6 +1209,20 @@ class ProcessRuntime:
     def cgroup_of(self, cid: ContainerId) -> ContainerCgroup | None:
         inst = self._instances.get(cid)
         return inst.record.cgroup if inst else None
+
+    def running_groups(self) -> builtins.list[RunningGroup]:
+        """Process group, wrapper start time and cgroup of every running instance (usage sampling)."""
+        return [
+            RunningGroup(
+                inst.record.id,
+                inst.record.wrapper_pid,
+                inst.record.wrapper_start_ticks or 0,
+                inst.record.started_at,
+                inst.record.cgroup,
+            )
+            for inst in self._instances.values()
+            if inst.running and inst.record.wrapper_pid is not None
+        ]
 
     # ----------------------------------------------------------------------------------------- exec
 
@@ -1011,8 +1240,10 @@ class ProcessRuntime:
             raise StartError("StartError", "no command specified")
         rec = inst.record
         working_dir = Path(rec.working_dir)
-        check_working_dir(working_dir)
-        exe = resolve_executable(argv[0], rec.env, working_dir)
+        check_working_dir(working_dir, rec.mounts)
+        exe = resolve_executable(argv[0], rec.env, working_dir, rec.mounts)
+        if rec.mounts:
+            return await self._exec_in_namespace(inst, argv, streams)
         if rec.cgroup is not None:
             program = self._shell
             args = [
@@ -1034,6 +1265,39 @@ class ProcessRuntime:
             stderr=asyncio.subprocess.PIPE,
             env=rec.env,
             cwd=working_dir,
+            start_new_session=True,
+        )
+        inst.execs.add(proc)
+        try:
+            return ExecResult(await self._pump(proc, streams))
+        finally:
+            inst.execs.discard(proc)
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+    async def _exec_in_namespace(
+        self, inst: _Instance, argv: builtins.list[str], streams: ExecStreams
+    ) -> ExecResult:
+        """Exec in the container's mount namespace (``nsenter`` into the wrapper's), so it sees the mounts."""
+        rec = inst.record
+        inner = argv
+        if rec.cgroup is not None:
+            inner = [self._shell, "-c", CGROUP_EXEC_SCRIPT, "corral-exec"]
+            inner += [str(p) for p in rec.cgroup.procs_files] + ["--", *argv]
+        nsenter = binary("nsenter")
+        proc = await asyncio.create_subprocess_exec(
+            nsenter,
+            f"--mount=/proc/{rec.wrapper_pid}/ns/mnt",
+            f"--wdns={rec.working_dir}",
+            "--",
+            *inner,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=rec.env,
+            cwd="/",
             start_new_session=True,
         )
         inst.execs.add(proc)
