@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 VERBS_ALL = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 VERBS_SUB = ("get", "patch", "update")
+VERBS_READ = ("get", "list")
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +342,30 @@ RESOURCES: tuple[ResourceType, ...] = (
         False,
         "io.k8s.api.networking.v1.IngressClass",
     ),
+    # Resource metrics (metrics-server's API): computed from the agents' samples on each request, never
+    # stored (``apiserver.metricsapi``). Listed after core pods/nodes so "pods" still resolves to those.
+    ResourceType(
+        "metrics.k8s.io",
+        "v1beta1",
+        "NodeMetrics",
+        "nodes",
+        "nodemetrics",
+        False,
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.NodeMetrics",
+        verbs=VERBS_READ,
+        has_spec=False,
+    ),
+    ResourceType(
+        "metrics.k8s.io",
+        "v1beta1",
+        "PodMetrics",
+        "pods",
+        "podmetrics",
+        True,
+        "io.k8s.metrics.pkg.apis.metrics.v1beta1.PodMetrics",
+        verbs=VERBS_READ,
+        has_spec=False,
+    ),
 )
 
 # Preferred version first within each group: kubectl uses the first listed version (autoscaling/v2).
@@ -352,6 +377,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "networking.k8s.io",
     "coordination.k8s.io",
     "discovery.k8s.io",
+    "metrics.k8s.io",
 )
 
 

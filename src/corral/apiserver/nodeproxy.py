@@ -1,4 +1,4 @@
-"""How the API server reaches a node's agent for ``pods/log`` and ``pods/exec``.
+"""How the API server reaches a node's agent for ``pods/log``, ``pods/exec`` and resource usage (metrics API).
 
 A node agent implements :class:`NodeEndpoint`; agents running inside ``corral up`` register themselves in the
 :class:`NodeDirectory` directly (no sockets). Requests for a node that has no endpoint get a clear 503.
@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from corral.agent.runtimes.base import ExecStreams
+from corral.agent.usage import NodeUsage
 
 JSON = dict[str, Any]
 
@@ -35,6 +36,10 @@ class NodeEndpoint(Protocol):
 
     async def exec(self, pod: JSON, container: str, argv: list[str], streams: ExecStreams, tty: bool) -> int:
         """Run ``argv`` in the container's environment; returns the exit code. Raises ApiError."""
+        ...
+
+    def resource_usage(self) -> NodeUsage | None:
+        """The node's latest usage sample (node totals and running pods by uid); None before the first."""
         ...
 
 

@@ -20,7 +20,7 @@ import ipaddress
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -102,6 +102,20 @@ class WatchEvent:
     obj: JSON
 
 
+class ComputedResource(Protocol):
+    """A read-only kind whose objects are computed on each request, never stored (``metrics.k8s.io``).
+
+    Registered with :meth:`ResourceAPI.serve_computed`; its get/list replace the store's, every write and
+    watch of the kind is 405 MethodNotAllowed.
+    """
+
+    async def get(self, rt: ResourceType, namespace: str | None, name: str) -> JSON: ...
+
+    async def list(
+        self, rt: ResourceType, namespace: str | None, labels: LabelSelector, fields: FieldSelector
+    ) -> builtins.list[JSON]: ...
+
+
 def parse_selectors(
     rt: ResourceType, label_selector: str | None, field_selector: str | None
 ) -> tuple[LabelSelector, FieldSelector]:
@@ -151,10 +165,23 @@ class ResourceAPI:
         self.clock: Clock = clock or SystemClock()
         self.ids: IdSource = ids or RandomIds()
         self._alloc_lock = asyncio.Lock()
+        self._computed: dict[tuple[str, str, str], ComputedResource] = {}
+
+    def serve_computed(self, rt: ResourceType, provider: ComputedResource) -> None:
+        self._computed[(rt.group, rt.version, rt.plural)] = provider
+
+    def _computed_for(self, rt: ResourceType) -> ComputedResource | None:
+        return self._computed.get((rt.group, rt.version, rt.plural)) if self._computed else None
+
+    def _refuse_computed(self, rt: ResourceType) -> None:
+        if self._computed_for(rt) is not None:
+            raise st.method_not_allowed()
 
     # ------------------------------------------------------------------ reads
 
     async def get(self, rt: ResourceType, namespace: str | None, name: str) -> JSON:
+        if (computed := self._computed_for(rt)) is not None:
+            return await computed.get(rt, namespace, name)
         try:
             obj = await self.store.get(rt.key(namespace, name))
         except NotFound as exc:
@@ -172,6 +199,8 @@ class ResourceAPI:
         continue_token: str | None = None,
     ) -> ListResult:
         labels, fields = parse_selectors(rt, label_selector, field_selector)
+        if (computed := self._computed_for(rt)) is not None:
+            return ListResult(await computed.list(rt, namespace, labels, fields), str(self.store.revision))
         start = ""
         token_rv = None
         if continue_token:
@@ -301,6 +330,7 @@ class ResourceAPI:
     async def create(
         self, rt: ResourceType, namespace: str | None, body: Any, opts: WriteOptions = WriteOptions()
     ) -> WriteResult:
+        self._refuse_computed(rt)
         obj, warnings = self._decode(rt, body, opts)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -506,6 +536,7 @@ class ResourceAPI:
         opts: WriteOptions = WriteOptions(),
         subresource: str | None = None,
     ) -> WriteResult:
+        self._refuse_computed(rt)
         obj, warnings = self._decode(rt, body, opts)
         meta = obj.setdefault("metadata", {})
         if meta.get("name") and meta["name"] != name:
@@ -611,6 +642,7 @@ class ResourceAPI:
         opts: WriteOptions = WriteOptions(),
         subresource: str | None = None,
     ) -> WriteResult:
+        self._refuse_computed(rt)
         if patch_type not in PATCH_TYPES:
             raise st.unsupported_media_type(patch_type, list(PATCH_TYPES))
         for _ in range(_MAX_CAS_RETRIES):
@@ -827,6 +859,7 @@ class ResourceAPI:
         self, rt: ResourceType, namespace: str | None, name: str, opts: DeleteOptions = DeleteOptions()
     ) -> tuple[JSON, bool]:
         """Delete or start deleting. Returns (object, finished): finished False means finalizers remain."""
+        self._refuse_computed(rt)
         if opts.propagation_policy not in ("Background", "Foreground", "Orphan", ""):
             raise st.invalid(
                 "DeleteOptions",
@@ -956,6 +989,7 @@ class ResourceAPI:
         field_selector: str | None,
         opts: DeleteOptions = DeleteOptions(),
     ) -> builtins.list[JSON]:
+        self._refuse_computed(rt)
         listed = await self.list(rt, namespace, label_selector=label_selector, field_selector=field_selector)
         deleted: builtins.list[JSON] = []
         for obj in listed.items:
@@ -982,6 +1016,7 @@ class ResourceAPI:
         send_initial: bool | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """Events as Kubernetes watch semantics define them; the caller bounds the duration."""
+        self._refuse_computed(rt)
         labels, fields = parse_selectors(rt, label_selector, field_selector)
         initial: builtins.list[JSON] = []
         if not resource_version or resource_version == "0":
