@@ -11,12 +11,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from corral.apiserver import discovery, openapi
+from corral.apiserver import discovery, metricsapi, openapi
 from corral.apiserver import status as st
 from corral.apiserver.auth import TokenAuthenticator
 from corral.apiserver.handlers import ResourceHandlers, error_response, json_response
 from corral.apiserver.nodeproxy import NodeDirectory
 from corral.apiserver.rest import ResourceAPI
+from corral.observability.http import ApiMetrics, metrics_handler
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ class ApiServerApp:
                  nodes: NodeDirectory | None = None) -> None:
         self.api = api
         self.nodes = nodes or NodeDirectory()
+        # metrics.k8s.io is served by the ResourceAPI itself, so in-process clients of ``api`` see it too.
+        metricsapi.install(api, self.nodes)
         self.authenticator = authenticator
         self.advertise = advertise
         self._agg_core = orjson.dumps(discovery.aggregated(core=True))
@@ -73,7 +76,12 @@ class ApiServerApp:
         middlewares: list[Any] = [safety_net]
         if self.authenticator is not None:
             middlewares.insert(0, self.authenticator.middleware())
+        # Outermost, so refused (401) and failed requests are counted too.
+        request_metrics = ApiMetrics()
+        middlewares.insert(0, request_metrics.middleware())
         app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024)
+        request_metrics.install(app)
+        app.router.add_get("/metrics", metrics_handler)
         app.router.add_get("/version", self.version)
         for probe in ("/healthz", "/livez", "/readyz"):
             app.router.add_get(probe, self.health)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
+from corral import observability
+from corral.observability.registry import WORKQUEUE_ADDS, WORKQUEUE_RETRIES
 from corral.util.backoff import ExponentialBackoff
 
 K = TypeVar("K", bound=Hashable)
@@ -21,8 +23,16 @@ class ShutDown(Exception):
     """The queue was shut down; workers should exit."""
 
 
+class _Uncounted:
+    """Stands in for the metric children of an unnamed queue (tests, short-lived queues)."""
+
+    def inc(self) -> None:
+        pass
+
+
 class WorkQueue(Generic[K]):
-    def __init__(self, backoff: ExponentialBackoff | None = None) -> None:
+    def __init__(self, backoff: ExponentialBackoff | None = None, name: str | None = None) -> None:
+        """``name`` exports the queue's depth, adds and retries (``workqueue_*{name}``)."""
         self._queue: deque[K] = deque()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
@@ -31,6 +41,11 @@ class WorkQueue(Generic[K]):
         self._failures: dict[K, int] = {}
         self._backoff = backoff or ExponentialBackoff(base=0.005, cap=300.0)
         self._shutdown = False
+        self._adds: Any = _Uncounted()
+        self._retries: Any = _Uncounted()
+        if name is not None:
+            self._adds, self._retries = WORKQUEUE_ADDS.labels(name), WORKQUEUE_RETRIES.labels(name)
+            observability.track_queue(name, self)
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -39,6 +54,7 @@ class WorkQueue(Generic[K]):
         if self._shutdown or key in self._dirty:
             return
         self._dirty.add(key)
+        self._adds.inc()
         if key in self._processing:
             return  # re-queued by done()
         self._queue.append(key)
@@ -67,6 +83,7 @@ class WorkQueue(Generic[K]):
         """Requeue after a failure: the delay doubles with each consecutive failure of the key."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
+        self._retries.inc()
         self.add_after(key, self._backoff.delay(failures))
 
     def forget(self, key: K) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -23,6 +24,7 @@ from corral.apiserver import status as st
 from corral.client.base import Transport
 from corral.client.informer import Informer, object_key
 from corral.client.workqueue import ShutDown, WorkQueue
+from corral.observability.registry import RECONCILE_DURATION, RECONCILE_ERRORS
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ class ControllerManager:
         return informer
 
     def add(self, controller: Controller) -> None:
-        self._controllers.append((controller, WorkQueue()))
+        self._controllers.append((controller, WorkQueue(name=controller.name)))
         controller.setup(self)
 
     async def run(self) -> None:
@@ -132,24 +134,34 @@ class ControllerManager:
                     await task
 
     async def _worker(self, controller: Controller, queue: WorkQueue[str]) -> None:
+        reconciled = RECONCILE_DURATION.labels(controller.name)
         while True:
             try:
                 key = await queue.get()
             except ShutDown:
                 return
+            started = time.perf_counter()
             try:
                 again = await controller.reconcile(key)
+                reconciled.observe(time.perf_counter() - started)
                 queue.forget(key)
                 if again is not None:
                     queue.add_after(key, again)
             except asyncio.CancelledError:
                 raise
             except st.ApiError as exc:
+                _failed(controller.name, reconciled, started)
                 if exc.reason not in ("Conflict", "AlreadyExists") and exc.code != 404:
                     log.warning("%s %s: %s", controller.name, key, exc)
                 queue.add_rate_limited(key)
             except Exception:
+                _failed(controller.name, reconciled, started)
                 log.exception("%s %s: reconcile failed", controller.name, key)
                 queue.add_rate_limited(key)
             finally:
                 queue.done(key)
+
+
+def _failed(controller: str, reconciled: Any, started: float) -> None:
+    reconciled.observe(time.perf_counter() - started)
+    RECONCILE_ERRORS.labels(controller).inc()

@@ -269,6 +269,21 @@ class EngineStore:
         objects = self._objects
         return ListResult([objects[k] for k in keys[start:end]], self._revision)
 
+    # ----- read-only views for metrics (corral.observability); no copies, no awaits
+
+    def count(self, prefix: str) -> int:
+        """How many objects have a key under ``prefix``."""
+        keys = self._keys
+        start = bisect_left(keys, prefix)
+        end = bisect_left(keys, prefix + _MAX_CHAR, start)
+        while end < len(keys) and keys[end].startswith(prefix):
+            end += 1
+        return end - start
+
+    def watch_counts(self) -> dict[str, int]:
+        """Open watches per key prefix."""
+        return {prefix: len(group) for prefix, group in self._watchers.items()}
+
     # ----- writes
 
     async def create(self, key: str, obj: JSONObject) -> JSONObject:
