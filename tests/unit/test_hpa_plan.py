@@ -14,6 +14,7 @@ from corral.controllers.hpaplan import (
     MetricInput,
     PodView,
     Sample,
+    ZeroState,
     plan_hpa,
     pod_view,
 )
@@ -191,20 +192,29 @@ def test_pods_metric_average_value() -> None:
     assert plan.status["currentMetrics"][0]["pods"]["current"]["averageValue"] == "45"
 
 
-def test_object_metric_wakes_a_target_at_zero_when_min_is_zero() -> None:
+def test_scale_to_zero_when_idle_and_back_to_one_when_a_connection_waits() -> None:
     hpa = cpu_hpa(min_r=0)
-    hpa["spec"]["metrics"] = [
-        {
-            "type": "Object",
-            "object": {
-                "describedObject": {"kind": "Service", "name": "web", "apiVersion": "v1"},
-                "metric": {"name": "requests_per_second"},
-                "target": {"type": "Value", "value": "10"},
-            },
-        }
-    ]
-    assert plan_hpa(hpa, 0, [], [MetricInput(value=3.0)], History(), NOW).desired == 1
-    assert not plan_hpa(hpa, 0, [], [MetricInput(value=0.0)], History(), NOW).rescale
+    history = History()
+    busy = ZeroState(idle_seconds=3, idle_limit=300, wake_requested=False)
+    plan = plan_hpa(hpa, 2, [pod("a"), pod("b")], [usage(a=0.25, b=0.25)], history, NOW, busy)
+    assert plan.desired == 2  # traffic: the metrics decide
+    idle = ZeroState(idle_seconds=301, idle_limit=300, wake_requested=False)
+    plan = plan_hpa(hpa, 2, [pod("a"), pod("b")], [usage(a=0.25, b=0.25)], history, NOW, idle)
+    assert (plan.desired, plan.rescale) == (0, True)
+    assert plan.events[0].message == "New size: 0; reason: no traffic for 301 s"
+    asleep = plan_hpa(hpa, 0, [], [usage()], history, NOW, idle)
+    assert not asleep.rescale and conditions(asleep)["ScalingActive"] == ("True", "ScaledToZero")
+    waiting = ZeroState(idle_seconds=0, idle_limit=300, wake_requested=True)
+    woken = plan_hpa(hpa, 0, [], [usage()], history, NOW + timedelta(seconds=1), waiting)
+    assert (woken.desired, woken.rescale) == (1, True)
+    assert woken.events[0].message == "New size: 1; reason: traffic arrived while scaled to zero"
+
+
+def test_metrics_never_take_a_running_target_to_zero() -> None:
+    hpa = cpu_hpa(min_r=0, behavior={"scaleDown": {"stabilizationWindowSeconds": 0}})
+    busy = ZeroState(idle_seconds=1, idle_limit=300, wake_requested=False)
+    plan = plan_hpa(hpa, 3, [pod(n) for n in "abc"], [usage(a=0, b=0, c=0)], History(), NOW, busy)
+    assert plan.desired == 1
 
 
 def test_disabled_scale_down_policy_never_scales_down() -> None:

@@ -45,6 +45,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from corral.agent.runtimes.base import ContainerId, Runtime
+from corral.observability.registry import AGENT_PROBE_FAILURES, AGENT_PROBES
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -298,11 +299,21 @@ _INITIAL = {
 }
 
 
+READINESS_WARMUP_INTERVAL = 0.05
+"""Seconds between readiness probes while a container has not been Ready yet (during its first period)."""
+
+
 class ProbeTracker:
     """One probe of one container instance: schedule, consecutive-result counting, derived outcome. Pure.
 
     Times are monotonic seconds supplied by the caller. Construct a new tracker (or :meth:`reset`) when the
     container (re)starts: readiness goes back to not ready.
+
+    One departure from the kubelet, for fast starts (scale from zero, rollouts): until a readiness probe
+    first succeeds, and for at most one ``periodSeconds`` after the initial delay, a failed readiness probe
+    is retried every ``READINESS_WARMUP_INTERVAL`` seconds instead of a period later. A server that listens
+    50 ms after its start is Ready 50 ms later, not ``periodSeconds`` later. It only adds probes before the
+    first success, so it never delays a transition the kubelet would make.
     """
 
     def __init__(self, spec: ProbeSpec, started_at: float) -> None:
@@ -320,6 +331,8 @@ class ProbeTracker:
         """How many consecutive probes returned ``last_result``."""
         self.on_hold = False
         self._due = started_at + self.spec.initial_delay
+        self._warmup_until = self._due + self.spec.period
+        self._ever_succeeded = False
 
     @property
     def done(self) -> bool:
@@ -349,6 +362,14 @@ class ProbeTracker:
             self.outcome, changed = result, True
         if self.kind is not ProbeKind.READINESS and self.outcome is Outcome.FAILURE:
             self.on_hold, self.run = True, 0
+        self._ever_succeeded = self._ever_succeeded or success
+        if (
+            self.kind is ProbeKind.READINESS
+            and not self._ever_succeeded
+            and now + READINESS_WARMUP_INTERVAL < self._warmup_until
+        ):
+            self._due = now + READINESS_WARMUP_INTERVAL
+            return changed
         # Ticker semantics: stay on the initialDelay + k*period grid, skipping ticks missed by a slow probe.
         period = self.spec.period
         missed = int((now - self._due) // period) if now > self._due else 0
@@ -704,6 +725,7 @@ class ContainerProber:
                 log.warning("%s probe of %s raised", tracker.kind.label, self._name, exc_info=True)
                 result = ProbeResult(False, f"{tracker.kind.label} probe errored: {exc}", errored=True)
             self._last_message[tracker.kind] = result.message
+            _count(tracker.kind, result)
             changed = tracker.record(result.success, self._clock.monotonic())
             if tracker.kind is ProbeKind.STARTUP and tracker.started:
                 self._started.set()
@@ -717,6 +739,13 @@ class ContainerProber:
             callback(*args)
         except Exception:
             log.exception("probe callback for %s failed", self._name)
+
+
+def _count(kind: ProbeKind, result: ProbeResult) -> None:
+    outcome = "success" if result.success else "error" if result.errored else "failure"
+    AGENT_PROBES.labels(kind.value, outcome).inc()
+    if not result.success:
+        AGENT_PROBE_FAILURES.labels(kind.value).inc()
 
 
 __all__ = [

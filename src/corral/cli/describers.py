@@ -1002,6 +1002,97 @@ def _generic(w: Writer, obj: JSON, related: Related, *, namespaced: bool) -> Non
             _generic_value(w, 0, key, value)
 
 
+# --- HorizontalPodAutoscaler ---------------------------------------------------------------------------
+
+
+def _hpa_metric_line(spec: JSON, current: JSON | None) -> tuple[str, str]:
+    """One ``Metrics:`` row of kubectl's ``describeHorizontalPodAutoscalerV2``: (label, current / target)."""
+    kind = spec.get("type")
+    if kind == "Resource":
+        source = _d(spec.get("resource"))
+        target = _d(source.get("target"))
+        now = _d(_d(_d(current).get("resource")).get("current"))
+        if target.get("averageUtilization") is not None:
+            shown = "<unknown>"
+            if now.get("averageUtilization") is not None:
+                shown = f"{now.get('averageUtilization')}% ({now.get('averageValue')})"
+            label = f"resource {source.get('name')} on pods  (as a percentage of request)"
+            return label, f"{shown} / {target.get('averageUtilization')}%"
+        shown = str(now.get("averageValue") or "<unknown>")
+        return f"resource {source.get('name')} on pods", f"{shown} / {target.get('averageValue')}"
+    if kind == "Pods":
+        source = _d(spec.get("pods"))
+        now = _d(_d(_d(current).get("pods")).get("current"))
+        shown = str(now.get("averageValue") or "<unknown>")
+        name = _d(source.get("metric")).get("name")
+        return f'"{name}" on pods', f"{shown} / {_d(source.get('target')).get('averageValue')}"
+    if kind == "Object":
+        source = _d(spec.get("object"))
+        target = _d(source.get("target"))
+        now = _d(_d(_d(current).get("object")).get("current"))
+        described = _d(source.get("describedObject"))
+        name = _d(source.get("metric")).get("name")
+        label = f'"{name}" on {described.get("kind")}/{described.get("name")}'
+        if target.get("averageValue") is not None:
+            shown = str(now.get("averageValue") or "<unknown>")
+            return label, f"{shown} / {target.get('averageValue')} (avg)"
+        return label, f"{now.get('value') or '<unknown>'} / {target.get('value')}"
+    return f"{kind} metric", "<unknown> / <unknown>"
+
+
+def _hpa_rules(w: Writer, title: str, rules: JSON) -> None:
+    if not rules:
+        return
+    w.write(1, f"{title}:")
+    if rules.get("stabilizationWindowSeconds") is not None:
+        w.write(2, f"Stabilization Window: {rules.get('stabilizationWindowSeconds')} seconds")
+    if rules.get("selectPolicy"):
+        w.write(2, f"Select Policy: {rules.get('selectPolicy')}")
+    if rules.get("policies"):
+        w.write(2, "Policies:")
+        for policy in _l(rules.get("policies")):
+            policy = _d(policy)
+            w.write(
+                3,
+                f"- Type: {policy.get('type')}\tValue: {policy.get('value')}\t"
+                f"Period: {policy.get('periodSeconds')} seconds",
+            )
+
+
+def _hpa(w: Writer, obj: JSON, related: Related, now: datetime) -> None:
+    _header(w, obj, namespaced=True)
+    spec, status = _d(obj.get("spec")), _d(obj.get("status"))
+    ref = _d(spec.get("scaleTargetRef"))
+    w.write(0, f"Reference:\t{ref.get('kind')}/{ref.get('name')}")
+    w.write(0, "Metrics:\t( current / target )")
+    currents = _l(status.get("currentMetrics"))
+    for index, metric in enumerate(_l(spec.get("metrics"))):
+        current = _d(currents[index]) if index < len(currents) else None
+        label, value = _hpa_metric_line(_d(metric), current)
+        w.write(1, f"{label}:\t{value}")
+    w.write(0, f"Min replicas:\t{spec.get('minReplicas', 1)}")
+    w.write(0, f"Max replicas:\t{spec.get('maxReplicas')}")
+    behavior = _d(spec.get("behavior"))
+    if behavior:
+        w.write(0, "Behavior:")
+        _hpa_rules(w, "Scale Up", _d(behavior.get("scaleUp")))
+        _hpa_rules(w, "Scale Down", _d(behavior.get("scaleDown")))
+    w.write(
+        0,
+        f"{ref.get('kind')} pods:\t{status.get('currentReplicas', 0)} current / "
+        f"{status.get('desiredReplicas', 0)} desired",
+    )
+    conditions = _l(status.get("conditions"))
+    if conditions:
+        w.write(0, "Conditions:")
+        w.write(1, "Type\tStatus\tReason\tMessage")
+        w.write(1, "----\t------\t------\t-------")
+        for cond in conditions:
+            cond = _d(cond)
+            cells = (cond.get("type"), cond.get("status"), cond.get("reason"), cond.get("message"))
+            w.write(1, "\t".join(str(c) for c in cells))
+
+
 Describer = Callable[[Writer, JSON, Related, datetime], None]
 
 DESCRIBERS: dict[str, Describer] = {
@@ -1013,6 +1104,7 @@ DESCRIBERS: dict[str, Describer] = {
     "Secret": _secret,
     "Namespace": _namespace,
     "Node": _node,
+    "HorizontalPodAutoscaler": _hpa,
 }
 
 

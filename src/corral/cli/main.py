@@ -4,7 +4,7 @@
 ``Error from server (...)`` line on stderr and a non-zero exit; never a traceback (set ``CORRAL_DEBUG=1``
 to get one). Verb modules: ``up`` (server), ``kubeconfig``, ``resources`` (apply/get/delete), ``describe``,
 ``pods`` (logs/exec), ``rollout`` (rollout status/history/undo/restart/pause/resume, scale),
-``agent`` (join a node).
+``agent`` (join a node), ``top`` (resource usage).
 """
 
 from __future__ import annotations
@@ -14,7 +14,19 @@ import sys
 
 import typer
 
-from corral.cli import agent, create, describe, kubeconfig, pods, resources, rollout, secrets, up
+from corral.cli import (
+    agent,
+    autoscale,
+    create,
+    describe,
+    kubeconfig,
+    pods,
+    resources,
+    rollout,
+    secrets,
+    top,
+    up,
+)
 from corral.cli.errors import CliError, error_line
 from corral.cli.output import Printer
 from corral.cli.session import ClusterOptions, ContextOption, KubeconfigOption
@@ -46,6 +58,8 @@ pods.register(app)
 rollout.register(app)
 agent.register(app)
 secrets.register(app)
+top.register(app)
+autoscale.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

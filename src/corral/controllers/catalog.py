@@ -7,6 +7,7 @@ from corral.controllers.cronjob import CronJobController
 from corral.controllers.deployment import DeploymentController
 from corral.controllers.endpoints import EndpointsController
 from corral.controllers.gc import GarbageCollector
+from corral.controllers.hpa import CustomMetrics, HorizontalPodAutoscalerController
 from corral.controllers.job import JobController
 from corral.controllers.replicaset import ReplicaSetController
 from corral.controllers.runtime import Controller
@@ -14,7 +15,9 @@ from corral.controllers.servicelb import ServiceLoadBalancerController
 from corral.util.clock import Clock
 
 
-def all_controllers(transport: Transport, clock: Clock) -> list[Controller]:
+def all_controllers(
+    transport: Transport, clock: Clock, custom_metrics: CustomMetrics | None = None
+) -> list[Controller]:
     controllers: list[Controller] = []
     controllers.append(GarbageCollector(transport))
     controllers.append(JobController(transport, clock))
@@ -23,4 +26,5 @@ def all_controllers(transport: Transport, clock: Clock) -> list[Controller]:
     controllers.append(DeploymentController(transport, clock))
     controllers.append(EndpointsController(transport, clock))
     controllers.append(ServiceLoadBalancerController(transport))
+    controllers.append(HorizontalPodAutoscalerController(transport, clock, custom=custom_metrics))
     return controllers

@@ -19,8 +19,10 @@ It follows upstream step by step:
   policies over the scale events of each policy's period (defaults: up 4 pods or 100 % per 15 s, whichever is
   more; down 100 % per 15 s), then ``minReplicas``/``maxReplicas``.
 
-Corral allows ``minReplicas: 0`` (scale to zero): a target at 0 replicas with ``minReplicas: 0`` is not
-"scaling disabled", it stays at 0 until something asks for a replica (see ``controllers/hpa.py``).
+Corral allows ``minReplicas: 0`` (scale to zero, :class:`ZeroState`): after ``idle_limit`` seconds without
+traffic on the target's Services the target goes to 0; at 0 it stays until a held connection asks for a
+replica, then goes to 1 at once (no stabilization, no rate policy: someone is waiting). Metrics never take a
+running target below 1; only idleness does.
 """
 
 from __future__ import annotations
@@ -92,6 +94,17 @@ class History:
     recommendations: list[tuple[datetime, int]] = field(default_factory=list)
     scale_up_events: list[tuple[datetime, int]] = field(default_factory=list)
     scale_down_events: list[tuple[datetime, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ZeroState:
+    """Scale to zero inputs (``minReplicas: 0``)."""
+
+    idle_seconds: float | None
+    """Seconds since the target's Services last had traffic; None when no Service of it is known."""
+    idle_limit: float
+    wake_requested: bool
+    """A connection is waiting for a replica (an activation request newer than the last scale to zero)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +240,18 @@ def resource_utilization(
     now: datetime,
 ) -> Proposal:
     """``GetResourceReplicas`` with a Utilization target."""
+    # Requests first (upstream asks after the metrics): a pod without one is a mistake worth naming even
+    # before the first sample arrives.
+    requests = {p.name: p.requests.get(resource) for p in pods}
+    lacking = sorted(
+        p.name for p in pods if requests[p.name] is None and not p.deleting and p.phase != "Failed"
+    )
+    if lacking:
+        raise MetricError(
+            "FailedGetResourceMetric",
+            f"failed to get {resource} utilization: missing request for {resource} "
+            f"in pods {', '.join(lacking)}",
+        )
     if not samples:
         raise MetricError(
             "FailedGetResourceMetric", f"did not receive metrics for targeted pods ({resource})"
@@ -238,14 +263,6 @@ def resource_utilization(
         for name, s in samples.items()
         if name in by_name and name not in groups.unready and name not in groups.ignored
     }
-    requests = {name: by_name[name].requests.get(resource) for name in by_name}
-    lacking = sorted(name for name in usable if requests.get(name) is None)
-    if lacking:
-        raise MetricError(
-            "FailedGetResourceMetric",
-            f"failed to get {resource} utilization: missing request for {resource} "
-            f"in pods {', '.join(lacking)}",
-        )
     if not usable:
         raise MetricError("FailedGetResourceMetric", f"no ready pods with {resource} metrics")
     ratio, utilization, average = _utilization(usable, requests, target_percent)
@@ -601,6 +618,7 @@ def plan_hpa(
     inputs: Sequence[MetricInput],
     history: History,
     now: datetime,
+    zero: ZeroState | None = None,
 ) -> HPAPlan:
     """One sync: the replica count to set (``rescale``), the status and the events."""
     spec = hpa.get("spec") or {}
@@ -635,6 +653,20 @@ def plan_hpa(
     )
     current_metrics: list[JSON] = []
     reason = ""
+    if min_replicas == 0:
+        woken = _scale_to_zero(zero, current, conditions, able, now, old_status)
+        if woken is not None:
+            desired, reason = woken
+            if desired != current:
+                events.append(
+                    HPAEvent("Normal", "SuccessfulRescale", f"New size: {desired}; reason: {reason}")
+                )
+                record_scale(history, current, desired, now)
+                last_scale = rfc3339(now)
+            return HPAPlan(
+                desired, current, desired != current, status(desired, [], last_scale), events, reason
+            )
+        min_replicas = 1  # metrics never take a running target to zero; idleness does
     if current == 0 and min_replicas > 0:
         conditions.extend(
             [
@@ -742,6 +774,77 @@ def plan_hpa(
         record_scale(history, current, desired, now)
         last_scale = rfc3339(now)
     return HPAPlan(desired, current, rescale, status(desired, current_metrics, last_scale), events, reason)
+
+
+def _scale_to_zero(
+    zero: ZeroState | None,
+    current: int,
+    conditions: list[JSON],
+    able: JSON,
+    now: datetime,
+    old_status: JSON,
+) -> tuple[int, str] | None:
+    """The scale-to-zero decision, or None to let the metrics decide (a running, busy target)."""
+    if current == 0:
+        if zero is not None and zero.wake_requested:
+            conditions.extend(
+                [
+                    _condition(
+                        ABLE_TO_SCALE,
+                        "True",
+                        "SucceededRescale",
+                        "the HPA controller was able to update the target scale",
+                        now,
+                        old_status,
+                    ),
+                    _condition(
+                        SCALING_ACTIVE,
+                        "True",
+                        "ScaledFromZero",
+                        "a connection is waiting for a replica",
+                        now,
+                        old_status,
+                    ),
+                ]
+            )
+            return 1, "traffic arrived while scaled to zero"
+        conditions.extend(
+            [
+                able,
+                _condition(
+                    SCALING_ACTIVE,
+                    "True",
+                    "ScaledToZero",
+                    "the target is scaled to zero; the first request wakes it",
+                    now,
+                    old_status,
+                ),
+            ]
+        )
+        return 0, ""
+    if zero is not None and zero.idle_seconds is not None and zero.idle_seconds >= zero.idle_limit:
+        conditions.extend(
+            [
+                _condition(
+                    ABLE_TO_SCALE,
+                    "True",
+                    "SucceededRescale",
+                    "the HPA controller was able to update the target scale",
+                    now,
+                    old_status,
+                ),
+                _condition(
+                    SCALING_ACTIVE,
+                    "True",
+                    "ScaledToZero",
+                    f"no traffic for {int(zero.idle_seconds)} s (idle limit {zero.idle_limit:g} s)",
+                    now,
+                    old_status,
+                ),
+            ]
+        )
+        return 0, f"no traffic for {int(zero.idle_seconds)} s"
+    return None
 
 
 def _metric_label(metric: Mapping[str, Any]) -> str:

@@ -8,6 +8,12 @@ could not do (Warning events, Ingress status). Routing, resolution and forwardin
 Changes are coalesced: a burst of watch events (a rollout touching many slices, 1,000 Services created at
 once) triggers one snapshot push after ``coalesce_seconds``, and each component diffs the snapshot itself.
 
+Traffic for the autoscaler: every second the proxy's counters go into a ``traffic.TrafficWindow``;
+:meth:`NodeDataPlane.traffic` reports requests per second and requests in flight per pod and per Service, and
+how long each Service has been idle. A connection held because a Service's pods are at zero asks for a
+replica by writing the annotation ``corral.dev/activation-requested-at`` on the Service (the autoscaler
+watches it).
+
 Termination gate: before the agent sends SIGTERM to a pod that is an endpoint of some Service, it awaits
 :meth:`NodeDataPlane.drained`. That returns once this node's proxy no longer picks the pod for new
 connections (the endpoints controller marked it terminating and the proxy applied that), then waits a short
@@ -22,7 +28,7 @@ import contextlib
 import copy
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from corral.api.resources import REGISTRY, ResourceType
@@ -34,7 +40,13 @@ from corral.proxy.dns import DnsServer
 from corral.proxy.ingress import IngressServer
 from corral.proxy.ingressroutes import load_balancer_ingress
 from corral.proxy.service_proxy import ServiceProxy
+from corral.proxy.traffic import Rate, TrafficWindow
 from corral.util.clock import Clock, SystemClock
+
+
+def rfc3339_micro(moment: Any) -> str:
+    """A timestamp with microseconds: two activation requests within a second must differ."""
+    return str(moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +65,20 @@ class DrainPolicy:
     """Longest wait for this node's proxy to stop picking a terminating pod."""
     margin: float = 1.0
     """Extra time for accepted requests to finish and other nodes' proxies to catch up."""
+
+
+ACTIVATION_REQUESTED = "corral.dev/activation-requested-at"
+TRAFFIC_INTERVAL = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficReport:
+    """One node's view of traffic: rates per pod and per Service (``namespace/name``), and per Service the
+    seconds since it last had traffic."""
+
+    pods: dict[str, Rate] = field(default_factory=dict)
+    services: dict[str, Rate] = field(default_factory=dict)
+    idle_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class NodeDataPlane:
@@ -84,6 +110,10 @@ class NodeDataPlane:
         self._tasks: list[asyncio.Task[Any]] = []
         self._reported: dict[str, str] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.clock: Clock = clock or SystemClock()
+        self.window = TrafficWindow()
+        if proxy is not None:
+            proxy.on_activate = self._request_activation
 
     @property
     def dns_address(self) -> str:
@@ -108,6 +138,8 @@ class NodeDataPlane:
             await informer.wait_synced()
         self._push()
         self._tasks.append(asyncio.create_task(self._pusher(), name="dataplane-push"))
+        if self.proxy is not None:
+            self._tasks.append(asyncio.create_task(self._sample_traffic(), name="dataplane-traffic"))
 
     async def stop(self) -> None:
         """Stop following the API (the listeners keep their last state)."""
@@ -199,6 +231,59 @@ class NodeDataPlane:
                 if self.ingress.handles(ingress):
                     with contextlib.suppress(Exception):
                         await self.set_ingress_status(ingress, load_balancer)
+
+    # ------------------------------------------------------------------ traffic
+
+    async def _sample_traffic(self) -> None:
+        assert self.proxy is not None
+        while True:
+            self.window.add(self.clock.monotonic(), self.proxy.stats())
+            await asyncio.sleep(TRAFFIC_INTERVAL)
+
+    def traffic(self) -> TrafficReport:
+        """Rates per pod and per Service over the last few seconds, and each Service's idle time."""
+        if self.proxy is None:
+            return TrafficReport()
+        pods_by_address = {
+            (route.service, f"{b.ip}:{b.port}"): b.pod
+            for route in self.proxy.table.routes.values()
+            for b in route.backends
+            if b.pod
+        }
+        pods: dict[str, Rate] = {}
+        for key, rate in self.window.endpoints().items():
+            pod = pods_by_address.get(key)
+            if pod is None:
+                continue
+            known = pods.get(pod)
+            # A pod behind several Services (or ports) gets their sum.
+            pods[pod] = rate if known is None else Rate(
+                known.requests_per_second + rate.requests_per_second,
+                known.inflight + rate.inflight,
+                known.http or rate.http,
+            )
+        now = self.clock.monotonic()
+        services = self.window.services()
+        idle = {
+            name: now - last
+            for name in services
+            if (last := self.window.last_active(name)) is not None
+        }
+        return TrafficReport(pods, services, idle)
+
+    def _request_activation(self, service: str) -> None:
+        """A connection waits for a Service whose pods are at zero: ask the autoscaler for a replica."""
+        self._spawn(self._annotate_activation(service))
+
+    async def _annotate_activation(self, service: str) -> None:
+        namespace, _, name = service.partition("/")
+        patch = {"metadata": {"annotations": {ACTIVATION_REQUESTED: rfc3339_micro(self.clock.now())}}}
+        try:
+            await self.transport.patch(
+                _rt("services"), namespace, name, "application/merge-patch+json", patch
+            )
+        except st.ApiError as exc:
+            log.warning("cannot request activation of service %s: %s", service, exc.message)
 
     # ------------------------------------------------------------------ termination gate
 

@@ -19,7 +19,10 @@ message), logged, and passed to the optional ``on_error`` callback once when the
 can post a Warning event on the Service. Failed binds are retried on every ``update`` and every
 ``retry_interval`` seconds.
 
-Counters live per Service and per endpoint; ``stats()`` returns a plain dict snapshot (issue 7 exports it).
+Counters live per Service and per endpoint; ``stats()`` returns a plain dict snapshot
+(``corral.proxy.traffic`` turns it into rates). A Service that may be scaled to zero holds new connections
+instead of refusing them (``corral.proxy.tcp``), and ``on_activate(service)`` is called (at most once a
+second) so the node glue can ask for a replica.
 Counters of a Service or endpoint that left the table are dropped once nothing is connected to it.
 
 Listening on 127.96.x.y (the ClusterIP range) needs no root on Linux: all of 127.0.0.0/8 is local.
@@ -47,6 +50,7 @@ JSON = dict[str, Any]
 ErrorCallback = Callable[[Problem], None]
 
 LISTEN_BACKLOG = 4096
+ACTIVATE_INTERVAL = 1.0
 
 
 def raise_open_file_limit() -> None:
@@ -86,6 +90,7 @@ class ServiceProxy:
         tcp: TcpOptions | None = None,
         udp: UdpOptions | None = None,
         on_error: ErrorCallback | None = None,
+        on_activate: Callable[[str], None] | None = None,
         retry_interval: float = 5.0,
     ) -> None:
         self.node_addresses = tuple(node_addresses)
@@ -93,6 +98,8 @@ class ServiceProxy:
         self._tcp_options = tcp or TcpOptions()
         self._udp_options = udp or UdpOptions()
         self._on_error = on_error
+        self.on_activate = on_activate
+        self._activated: dict[str, float] = {}  # Service → monotonic time of its last activation request
         self._retry_interval = retry_interval
         self._loop: asyncio.AbstractEventLoop | None = None
         self._builder = TableBuilder(self.node_addresses)
@@ -190,14 +197,30 @@ class ServiceProxy:
             stats = self._stats[route.service] = ServiceStats()
         if state is None:
             picker = Picker(route.backends, self._clock, route.algorithm, route.affinity_timeout)
-            state = self._states[route.key] = RouteState(route.key, picker, stats)
+            state = self._states[route.key] = RouteState(route.key, picker, stats, route.hold, self._activate)
         elif (
             state.picker.backends != route.backends
             or state.picker.algorithm is not route.algorithm
             or state.picker.affinity_timeout != route.affinity_timeout
         ):
             state.picker.set_backends(route.backends, route.algorithm, route.affinity_timeout)
+        state.hold = route.hold
+        if state.held and state.picker.backends:
+            state.release_held()
         return state
+
+    def _activate(self, key: RouteKey) -> None:
+        """A held connection wants a backend: tell the node glue, at most once a second per Service."""
+        if self.on_activate is None:
+            return
+        now = self._clock.monotonic()
+        if now - self._activated.get(key.service, -ACTIVATE_INTERVAL) < ACTIVATE_INTERVAL:
+            return
+        self._activated[key.service] = now
+        try:
+            self.on_activate(key.service)
+        except Exception:
+            log.exception("service proxy: activation callback failed")
 
     def _forget_unused(self, services: set[str]) -> None:
         in_use_keys = {route.key for route in self._table.routes.values() if route.service in services}

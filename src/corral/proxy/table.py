@@ -77,6 +77,8 @@ class Route:
     algorithm: Algorithm = Algorithm.ROUND_ROBIN
     affinity_timeout: float | None = None
     """Seconds a client IP sticks to its backend (``sessionAffinity: ClientIP``), or None for no affinity."""
+    hold: float = 0.0
+    """Seconds a new connection waits for a backend when there is none (scale from zero; 0: reset)."""
 
     @property
     def service(self) -> str:
@@ -177,6 +179,18 @@ def service_frontends(
     return found
 
 
+SCALE_FROM_ZERO = "corral.dev/scale-from-zero"
+"""Service annotation set by the autoscaler while the Service's pods may be scaled to zero."""
+HOLD_SECONDS = 30.0
+
+
+def hold_seconds(service: Mapping[str, Any]) -> float:
+    """How long a connection waits for a backend: ``HOLD_SECONDS`` for a Service its autoscaler may have
+    scaled to zero (the annotation), else 0 (no endpoint: reset at once, as kube-proxy's reject rule)."""
+    annotations = (service.get("metadata") or {}).get("annotations") or {}
+    return HOLD_SECONDS if str(annotations.get(SCALE_FROM_ZERO, "")).lower() == "true" else 0.0
+
+
 def service_routes(
     service: Mapping[str, Any], slices: Sequence[Mapping[str, Any]], node_addresses: Sequence[str]
 ) -> list[tuple[Frontend, Route]]:
@@ -193,7 +207,9 @@ def service_routes(
     for frontend, route_key, name in wanted:
         route = made.get(route_key)
         if route is None:
-            route = made[route_key] = Route(route_key, routable(backends.get(name, ())), algorithm, affinity)
+            route = made[route_key] = Route(
+                route_key, routable(backends.get(name, ())), algorithm, affinity, hold_seconds(service)
+            )
         found.append((frontend, route))
     return found
 

@@ -37,6 +37,16 @@ prefix test). That is exact for plain keep-alive request/response traffic; pipel
 chunk count as one, and a request body chunk that happens to start with ``GET `` right after a response
 would count as a request. HTTP/2 and TLS are not counted.
 
+``inflight`` (a gauge): HTTP requests sent to a backend that has not yet sent a byte of the answer; for a
+connection that is not HTTP, ``connections_active`` is what is in flight (``corral.proxy.traffic``).
+
+Holding (scale from zero): a route with ``hold > 0`` (its Service is annotated ``corral.dev/scale-from-zero``
+by the autoscaler) does not reset a client when it has no backend. The connection waits, unread, in the
+route's queue (at most ``MAX_HELD`` per route), the route's ``activate`` callback asks for a replica, and
+the proxy's next update with a backend sends every held connection on (``release_held``). A backend that
+refuses while it is still starting is retried every ``HOLD_RETRY`` seconds. When ``hold`` seconds pass
+first, an HTTP client gets a ``503`` naming the Service, anything else a reset.
+
 Boundary: this module owns the data path. The listening sockets, the table and the per-route state are
 created by ``corral.proxy.service_proxy``; the backend choice is ``corral.proxy.balancer``.
 """
@@ -45,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, cast
 
@@ -52,6 +63,8 @@ from corral.proxy.balancer import Address, Picker
 from corral.proxy.table import RouteKey
 
 REPLAY_LIMIT = 64 * 1024
+MAX_HELD = 1000
+HOLD_RETRY = 0.05
 
 _METHOD_PREFIXES = (
     b"GET ",
@@ -100,6 +113,8 @@ class Counters:
     failed: int = 0
     datagrams_in: int = 0
     datagrams_out: int = 0
+    inflight: int = 0
+    held: int = 0
 
     def snapshot(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -130,6 +145,18 @@ class RouteState:
     key: RouteKey
     picker: Picker
     stats: ServiceStats
+    hold: float = 0.0
+    """Seconds a new connection waits for a backend when there is none (0: reset at once)."""
+    activate: Callable[[RouteKey], None] | None = None
+    held: list[ClientSide] = field(default_factory=list)
+
+    def release_held(self) -> None:
+        """Send the waiting connections on (the route has backends again)."""
+        waiting, self.held = self.held, []
+        for client in waiting:
+            if not client.closed:
+                client.tried.clear()
+                client._connect_next()
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +219,8 @@ class UpstreamSide(asyncio.Protocol):
         # The first response byte ends any chance of a replay; the next client chunk may be a new request.
         client.record = None
         client.expect_request = client.http
+        if client.awaiting is not None:
+            client._answered()
 
     def eof_received(self) -> bool:
         return self.client.upstream_eof(self)
@@ -212,6 +241,7 @@ class ClientSide(asyncio.Protocol):
     __slots__ = (
         "address",
         "attempt",
+        "awaiting",
         "client_eof",
         "client_ip",
         "closed",
@@ -220,6 +250,8 @@ class ClientSide(asyncio.Protocol):
         "endpoint",
         "expect_request",
         "frontend",
+        "hold_timer",
+        "hold_until",
         "http",
         "pending",
         "pending_size",
@@ -259,6 +291,9 @@ class ClientSide(asyncio.Protocol):
         self.upstream_done = False
         self.reading_paused = False
         self.closed = False
+        self.awaiting: Counters | None = None  # the endpoint counting this connection's request in flight
+        self.hold_until = 0.0
+        self.hold_timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ client events
 
@@ -307,6 +342,12 @@ class ClientSide(asyncio.Protocol):
         self.closed = True
         self.frontend.connections.discard(self)
         self.service.connections_active -= 1
+        self._answered()
+        if self.hold_timer is not None:
+            self.hold_timer.cancel()
+            self.hold_timer = None
+            if self in self.route.held:
+                self.route.held.remove(self)
         if self.connect_task is not None:
             self.connect_task.cancel()
         up = self.up
@@ -338,9 +379,10 @@ class ClientSide(asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         if backend is None:
+            if route.hold > 0 and self._hold():
+                return
             # Nobody (left) to connect to: a reset tells the client it failed, an orderly close would not.
-            self.service.failed += 1
-            transport.abort()
+            self._fail()
             return
         address = backend.address
         self.tried.add(address)
@@ -394,6 +436,11 @@ class ClientSide(asyncio.Protocol):
         _tune(transport, self.frontend.options)
         self.endpoint.connections_total += 1
         self.endpoint.connections_active += 1
+        if self.awaiting is not None and self.awaiting is not self.endpoint:
+            # A replayed request is in flight at its new endpoint now.
+            self.awaiting.inflight -= 1
+            self.endpoint.inflight += 1
+            self.awaiting = self.endpoint
         if self.pending:
             data = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
             self.pending = []
@@ -465,14 +512,81 @@ class ClientSide(asyncio.Protocol):
     def _count_request(self, data: bytes) -> None:
         self.expect_request = False
         if self.http:
-            if data.startswith(_METHOD_PREFIXES):
-                self.service.requests += 1
-                self.endpoint.requests += 1
+            if not data.startswith(_METHOD_PREFIXES):
+                return
         elif looks_like_http(data):
             # Only ever reached for the first chunk: a non-HTTP connection never expects a request again.
             self.http = True
-            self.service.requests += 1
-            self.endpoint.requests += 1
+        else:
+            return
+        self.service.requests += 1
+        self.endpoint.requests += 1
+        if self.awaiting is None:
+            self.service.inflight += 1
+            self.endpoint.inflight += 1
+            self.awaiting = self.endpoint
+
+    def _answered(self) -> None:
+        """The request in flight got its first response byte, or the connection ended."""
+        if self.awaiting is not None:
+            self.awaiting.inflight -= 1
+            self.service.inflight -= 1
+            self.awaiting = None
+
+    def _hold(self) -> bool:
+        """Wait for a backend instead of failing (scale from zero); False when the wait is over or full."""
+        route = self.route
+        loop = self.frontend.loop
+        now = loop.time()
+        if self.hold_until == 0.0:
+            if len(route.held) >= MAX_HELD:
+                return False
+            self.hold_until = now + route.hold
+            self.service.held += 1
+            self.hold_timer = loop.call_at(self.hold_until, self._hold_expired)
+        elif now >= self.hold_until:
+            return False
+        if route.activate is not None:
+            route.activate(route.key)
+        if route.picker.backends:
+            # Backends exist but refused (still starting): try them again shortly.
+            loop.call_later(HOLD_RETRY, self._retry_held)
+        elif self not in route.held:
+            route.held.append(self)
+        return True
+
+    def _retry_held(self) -> None:
+        if not self.closed and self.up is None and self.attempt is None:
+            self.tried.clear()
+            self._connect_next()
+
+    def _hold_expired(self) -> None:
+        self.hold_timer = None
+        if self.closed or self.up is not None or self.attempt is not None:
+            return
+        if self in self.route.held:
+            self.route.held.remove(self)
+        self._fail()
+
+    def _fail(self) -> None:
+        """No backend: an HTTP client that waited gets a 503 saying so, anyone else a reset."""
+        self.service.failed += 1
+        transport = self.transport
+        assert transport is not None
+        first = self.pending[0] if self.pending else b""
+        if self.hold_until and looks_like_http(first):
+            body = (
+                f"no endpoint of service {self.route.key.service} became ready within "
+                f"{self.route.hold:g} s\n"
+            ).encode()
+            transport.write(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\n"
+                + f"content-length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            transport.close()
+            return
+        transport.abort()
 
     def _record(self, data: bytes) -> None:
         self.record_size += len(data)
