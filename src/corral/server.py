@@ -33,8 +33,10 @@ from corral.apiserver.rest import ResourceAPI
 from corral.apiserver.tls import default_sans, ensure_pki
 from corral.client.local import LocalTransport
 from corral.controllers.catalog import all_controllers
+from corral.controllers.hpa import DataPlaneMetrics
 from corral.controllers.leader import LeaderElector
 from corral.controllers.runtime import ControllerManager
+from corral.observability import track_proxy, track_store
 from corral.proxy.node import NodeDataPlane, open_dataplane
 from corral.scheduler.scheduler import Scheduler
 from corral.store import EngineStore, SqliteStore, open_store
@@ -78,6 +80,10 @@ class ServerConfig:
     """Port of the node's DNS server on the node address (0: any free port; None: no DNS server)."""
     ingress_port: int | None = 10080
     """Port of the node's HTTP ingress on the node address (0: any free port; None: no ingress)."""
+    metrics_interval: float = 5.0
+    """Seconds between the node agent's resource usage samples (the metrics API, ``kubectl top``)."""
+    volume_mode: str = "auto"
+    """The built-in agent's volume mode: ``auto``, ``namespace`` or ``sandbox`` (see ``AgentConfig``)."""
 
 
 def kubeconfig_document(
@@ -123,6 +129,7 @@ class CorralServer:
         self.store = await open_store(
             cfg.store or str(cfg.data_dir / "state.db"), key_file=cfg.data_dir / ENCRYPTION_KEY_FILE
         )
+        track_store(self.store)
         self.api = ResourceAPI(self.store)
         await bootstrap(self.api)
         authenticator = None
@@ -183,6 +190,8 @@ class CorralServer:
                 transport, address, name, self.config.dns_port, self.config.ingress_port
             )
             self.dns_address = self.dataplane.dns_address
+            if self.dataplane.proxy is not None:
+                track_proxy(self.dataplane.proxy)
             self.ingress_address = self.dataplane.ingress_address
             runtime = await ProcessRuntime.open(self.config.data_dir / "agent" / "runtime")
             self.agent = Agent(
@@ -194,6 +203,8 @@ class CorralServer:
                     data_dir=self.config.data_dir / "agent",
                     max_pods=self.config.max_pods,
                     dns_address=self.dns_address or None,
+                    metrics_interval=self.config.metrics_interval,
+                    volume_mode=self.config.volume_mode,
                 ),
             )
             self.agent.termination_gate = self.dataplane.drained
@@ -207,7 +218,8 @@ class CorralServer:
 
         async def lead() -> None:
             manager = ControllerManager(transport, clock)
-            for controller in all_controllers(transport, clock):
+            traffic = DataPlaneMetrics(lambda: [self.dataplane.traffic()] if self.dataplane else [], clock)
+            for controller in all_controllers(transport, clock, traffic):
                 manager.add(controller)
             await manager.run()
 

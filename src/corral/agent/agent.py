@@ -23,6 +23,8 @@ from typing import Any
 from corral.agent import logs as logfiles
 from corral.agent.atomicwriter import materialise_volumes
 from corral.agent.environment import ConfigError, PodFacts, build_argv, build_environment
+from corral.agent.mounting import bind_mounts, mount_memory_volumes, resolve_volume_mode, unmount_under
+from corral.agent.mountplan import VolumeMode, memory_volumes
 from corral.agent.node import lease_object, machine_facts, node_object, node_status
 from corral.agent.podsync import (
     Action,
@@ -54,6 +56,7 @@ from corral.agent.probes import (
     runtime_exec_fn,
 )
 from corral.agent.runtimes.base import (
+    BindMount,
     ContainerId,
     ContainerSpec,
     ContainerState,
@@ -63,6 +66,7 @@ from corral.agent.runtimes.base import (
     StartError,
 )
 from corral.agent.servicelinks import service_environment
+from corral.agent.usage import NodeUsage, UsageSampler
 from corral.agent.volumes import (
     VOLUMES_ENV,
     VolumePlan,
@@ -87,6 +91,13 @@ from corral.client.base import Transport
 from corral.client.informer import Informer, object_key
 from corral.client.workqueue import ShutDown, WorkQueue
 from corral.controllers.events import EventRecorder
+from corral.observability import track_agent
+from corral.observability.registry import (
+    AGENT_CONTAINER_RESTARTS,
+    AGENT_CONTAINER_START_ERRORS,
+    AGENT_CONTAINER_STARTS,
+    AGENT_POD_STARTS,
+)
 from corral.util.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
@@ -129,6 +140,11 @@ class AgentConfig:
     workers: int = WORKERS
     dns_address: str | None = None
     """``addr:port`` of the node's DNS server, given to containers as ``CORRAL_DNS`` (servicelinks)."""
+    volume_mode: str = "auto"
+    """Where volumes appear: ``namespace`` (real ``mountPath`` in a private mount namespace, root on Linux),
+    ``sandbox`` (under the pod's sandbox, ``$CORRAL_VOLUMES``) or ``auto`` (namespace when possible)."""
+    metrics_interval: float = 5.0
+    """Seconds between resource usage samples (``agent.usage``; served by the metrics API)."""
 
 
 @dataclass
@@ -152,7 +168,7 @@ class Agent:
         self.clock: Clock = clock or SystemClock()
         self.facts = machine_facts()
         self.ports = HostPortAllocator(port_range=config.port_range, address=config.address)
-        self.queue: WorkQueue[str] = WorkQueue()
+        self.queue: WorkQueue[str] = WorkQueue(name="agent")
         self.events = EventRecorder(transport, "kubelet", self.clock, host=config.node_name)
         self.pods = Informer(transport, PODS, None, field_selector=f"spec.nodeName={config.node_name}")
         self._state: dict[str, _PodState] = {}  # by pod uid
@@ -163,10 +179,14 @@ class Agent:
         self._background: set[asyncio.Task[Any]] = set()
         self._services: Informer | None = None  # all Services, for service env vars; started on first use
         self._volume_errors: dict[str, str] = {}  # by pod uid: last live-update failure, to event it once
+        self.volume_mode = VolumeMode.SANDBOX
+        """The volume mode in use; ``start`` resolves ``config.volume_mode``."""
         self._snapshots: dict[tuple[str, str, str], JSON] = {}  # (kind, namespace, name) → snapshot
         self.ready = asyncio.Event()
         self.termination_gate: TerminationGate | None = None
         """Awaited before SIGTERM of a deleted pod's containers (the node data plane's drain)."""
+        self.usage = UsageSampler(self.clock, config.metrics_interval)
+        self._usage: NodeUsage | None = None
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a fire-and-forget coroutine (events, prober shutdown) while keeping a reference to it."""
@@ -177,6 +197,9 @@ class Agent:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        # First: an impossible ``namespace`` request is a startup error (VolumeModeError), before anything.
+        self.volume_mode, why = await asyncio.to_thread(resolve_volume_mode, self.config.volume_mode)
+        log.info("volume mode: %s (%s)", self.volume_mode, why)
         (self.config.data_dir / "pods").mkdir(parents=True, exist_ok=True)
         await self._register_node()
         for status in await self.runtime.list():
@@ -188,11 +211,13 @@ class Agent:
             asyncio.create_task(self._heartbeat(), name="agent-heartbeat"),
             asyncio.create_task(self._sweeper(), name="agent-sweeper"),
             asyncio.create_task(self._volume_resync(), name="agent-volume-resync"),
+            asyncio.create_task(self._sample_usage(), name="agent-usage"),
         ]
         self._tasks += [
             asyncio.create_task(self._worker(), name=f"agent-worker-{i}") for i in range(self.config.workers)
         ]
         await self.pods.wait_synced()
+        track_agent(self)
         self.ready.set()
 
     async def stop(self, stop_workloads: bool = False, grace_seconds: float = 10.0) -> None:
@@ -212,6 +237,7 @@ class Agent:
             await asyncio.gather(
                 *(self.runtime.stop(cid, grace_seconds) for cid in running), return_exceptions=True
             )
+            unmount_under(self.config.data_dir / "pods")  # Memory emptyDirs (namespace mode): data goes too
         await self.runtime.close()
 
     # ------------------------------------------------------------------ node and lease
@@ -270,6 +296,18 @@ class Agent:
             await asyncio.sleep(HEARTBEAT_SECONDS)
 
     # ------------------------------------------------------------------ bookkeeping
+
+    def running_counts(self) -> tuple[int, int]:
+        """(pods with a running container, running containers), for ``/metrics``."""
+        pods = containers = 0
+        for state in self._state.values():
+            running = sum(
+                1 for instances in state.instances.values()
+                if instances and instances[-1].state is ContainerState.RUNNING
+            )
+            containers += running
+            pods += 1 if running else 0
+        return pods, containers
 
     def _pod_state(self, uid: str, key: str = "") -> _PodState:
         state = self._state.get(uid)
@@ -382,7 +420,16 @@ class Agent:
     async def _apply(self, pod: JSON, state: _PodState, action: Action) -> bool:
         """Apply one action; True when the observed state changed (so the plan is recomputed)."""
         if action.kind is ActionKind.START:
-            return await self._start(pod, state, action.container, action.attempt)
+            first_in_pod = not any(state.instances.values())
+            again = bool(state.instances.get(action.container))
+            started = await self._start(pod, state, action.container, action.attempt)
+            if started:
+                AGENT_CONTAINER_STARTS.inc()
+                if again:
+                    AGENT_CONTAINER_RESTARTS.inc()
+                elif first_in_pod:
+                    AGENT_POD_STARTS.inc()
+            return started
         if action.kind is ActionKind.KILL and action.cid is None:
             instances = state.instances.get(action.container) or []
             if not instances:
@@ -621,11 +668,17 @@ class Agent:
             mapping = self.ports.mapping(uid) or {}
             facts = self._facts(sandbox)
             # Volumes before the process: files under the sandbox, mounts as links under the container's root
-            # (non-root mode, see docs/config.md); the root is CORRAL_VOLUMES and the default workingDir.
+            # (both modes, see docs/config.md); the root is CORRAL_VOLUMES and the default workingDir.
+            # Namespace mode adds real mounts at each mountPath, made by the runtime in the container's own
+            # mount namespace.
             mounts = container_mounts(pod, container)
+            namespace_mode = self.volume_mode is VolumeMode.NAMESPACE
             if (pod.get("spec") or {}).get("volumes"):
                 materialise_volumes(sandbox, await self._volume_plans(pod, sandbox))
-            root = link_mounts(sandbox, name, mounts) if mounts else None
+                if namespace_mode:
+                    mount_memory_volumes(sandbox, memory_volumes(pod))  # before subPath dirs are made in it
+            root = link_mounts(sandbox, name, mounts, nested_ok=namespace_mode) if mounts else None
+            binds: tuple[BindMount, ...] = bind_mounts(sandbox, mounts) if mounts and namespace_mode else ()
             env = build_environment(
                 pod,
                 container,
@@ -649,6 +702,7 @@ class Agent:
                 cpu_limit_millicores=int(parse_quantity(str(limits["cpu"])) * 1000)
                 if "cpu" in limits
                 else None,
+                mounts=binds,
             )
             status = await self.runtime.start(spec)
         except ConfigError as exc:
@@ -674,6 +728,7 @@ class Agent:
     ) -> bool:
         previous = state.failures.get(name)
         state.failures[name] = StartFailure(attempt, reason, message, now)
+        AGENT_CONTAINER_START_ERRORS.labels(reason).inc()
         if previous is None or previous.message != message or previous.attempt != attempt:
             await self._event(pod, state, "Warning", "Failed", f"Error: {message}")
         return False
@@ -783,6 +838,9 @@ class Agent:
                     await self.runtime.stop(status.id, 0)
                 await self.runtime.remove(status.id)
         self.ports.release(uid)
+        # Its Memory emptyDirs (namespace mode, even if the agent restarted in sandbox mode): rmtree must
+        # not cross a mount.
+        unmount_under(self._sandbox(uid))
         shutil.rmtree(self._sandbox(uid), ignore_errors=True)
 
     async def _sweeper(self) -> None:
@@ -813,6 +871,24 @@ class Agent:
     async def _event(self, pod: JSON, state: _PodState, etype: str, reason: str, message: str) -> None:
         # Same recorder as the controllers (dedup bumps count); best effort, as in the kubelet.
         await self.events.record(pod, etype, reason, message)
+
+    # ------------------------------------------------------------------ resource usage (NodeEndpoint)
+
+    async def _sample_usage(self) -> None:
+        """One pass over all running containers per interval; the result replaces the previous one."""
+        while True:
+            try:
+                groups = self.runtime.running_groups()
+                # /proc reads block (briefly); a worker thread keeps the event loop responsive meanwhile.
+                self._usage = await asyncio.to_thread(self.usage.sample, groups)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("resource usage sampling failed")
+            await asyncio.sleep(self.config.metrics_interval)
+
+    def resource_usage(self) -> NodeUsage | None:
+        return self._usage
 
     # ------------------------------------------------------------------ logs and exec (NodeEndpoint)
 

@@ -31,10 +31,22 @@ import typer
 from corral.apiserver.status import ApiError
 from corral.cli.errors import CliError
 from corral.cli.output import Printer
-from corral.cli.up import DnsPortOption, IngressPortOption, _loop_factory, configure_logging, port_or_off
+from corral.cli.up import (
+    DnsPortOption,
+    IngressPortOption,
+    MetricsIntervalOption,
+    VolumeModeOption,
+    _loop_factory,
+    check_volume_mode,
+    configure_logging,
+    port_or_off,
+)
 from corral.client.base import Transport
 
 log = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 10249
+"""kube-proxy's metrics port: the agent's series include its node's service proxy."""
 
 
 def default_address(server_url: str) -> str:
@@ -96,10 +108,15 @@ async def run_agent(
     printer: Printer,
     dns_port: int | None = None,
     ingress_port: int | None = None,
+    metrics_interval: float = 5.0,
+    prometheus_listen: tuple[str, int] | None = None,
+    volume_mode: str = "auto",
 ) -> None:
     from corral.agent.agent import Agent, AgentConfig
     from corral.agent.runtimes.process import ProcessRuntime
     from corral.client import ClusterAccess, HttpTransport
+    from corral.observability import track_proxy
+    from corral.observability.http import MetricsServer
     from corral.proxy.node import NodeDataPlane, open_dataplane
 
     loop = asyncio.get_running_loop()
@@ -109,10 +126,20 @@ async def run_agent(
     transport = HttpTransport(ClusterAccess(server, token, ca_pem, insecure))
     node_agent: Agent | None = None
     dataplane: NodeDataPlane | None = None
+    prometheus: MetricsServer | None = None
     try:
         # Reach the server before binding anything, so a wrong --server or --token is one error line.
         await _reach(transport, name)
         dataplane = await open_dataplane(transport, address, name, dns_port, ingress_port)
+        if dataplane.proxy is not None:
+            track_proxy(dataplane.proxy)
+        if prometheus_listen is not None:
+            prometheus = MetricsServer(*prometheus_listen)
+            try:
+                printer.line(f"Metrics: http://{await prometheus.start()}/metrics")
+            except OSError as exc:  # as for DNS and ingress: a taken port leaves that part off, not the node
+                log.warning("metrics listener on %s:%s: %s", *prometheus_listen, exc.strerror or exc)
+                prometheus = None
         runtime = await ProcessRuntime.open(data_dir / "runtime")
         node_agent = Agent(
             transport,
@@ -122,6 +149,8 @@ async def run_agent(
                 address=address,
                 data_dir=data_dir,
                 dns_address=dataplane.dns_address or None,
+                metrics_interval=metrics_interval,
+                volume_mode=volume_mode,
             ),
         )
         node_agent.termination_gate = dataplane.drained
@@ -144,6 +173,8 @@ async def run_agent(
         stop_wait.cancel()
         log.info("stopping")
     finally:
+        if prometheus is not None:
+            await prometheus.stop()
         if dataplane is not None:
             await dataplane.close()
         if node_agent is not None:
@@ -218,6 +249,24 @@ def agent(
     ] = None,
     dns_port: DnsPortOption = 10053,
     ingress_port: IngressPortOption = 10080,
+    metrics_interval: MetricsIntervalOption = 5.0,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            "--metrics-port",
+            min=-1,
+            max=65535,
+            help="Port of the agent's Prometheus /metrics, plain HTTP (0: any free, -1: off).",
+        ),
+    ] = DEFAULT_METRICS_PORT,
+    metrics_address: Annotated[
+        str,
+        typer.Option(
+            "--metrics-address",
+            help="Address the /metrics listener binds. It has no authentication: keep it on loopback "
+            "unless the network is trusted.",
+        ),
+    ] = "127.0.0.1",
     stop_workloads: Annotated[
         bool,
         typer.Option(
@@ -228,6 +277,7 @@ def agent(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
     ] = 0,
+    volume_mode: VolumeModeOption = "auto",
 ) -> None:
     """Join this machine to a Corral cluster as a node; run the pods bound to it until Ctrl-C/SIGTERM.
 
@@ -239,6 +289,7 @@ def agent(
         raise CliError("specify a root certificates file (--ca-file) or --insecure-skip-tls-verify, not both")
     if not server.startswith(("https://", "http://")):
         raise CliError(f"--server must be an http:// or https:// URL, got {server!r}")
+    check_volume_mode(volume_mode)
     ca_pem = None
     if ca_file is not None:
         try:
@@ -270,6 +321,9 @@ def agent(
                     Printer(),
                     port_or_off(dns_port),
                     port_or_off(ingress_port),
+                    metrics_interval,
+                    None if metrics_port < 0 else (metrics_address, metrics_port),
+                    volume_mode,
                 )
             )
     except ApiError as exc:

@@ -39,6 +39,37 @@ IngressPortOption = Annotated[
     ),
 ]
 
+MetricsIntervalOption = Annotated[
+    float,
+    typer.Option(
+        "--metrics-interval",
+        min=0.1,
+        help="Seconds between resource usage samples of the node (kubectl top, metrics API).",
+    ),
+]
+
+
+VolumeModeOption = Annotated[
+    str,
+    typer.Option(
+        "--volume-mode",
+        help="Where pod volumes appear: 'namespace' (at their real mountPath, in a private mount "
+        "namespace per container; root on Linux), 'sandbox' (under the pod's sandbox, $CORRAL_VOLUMES), "
+        "or 'auto' (namespace when possible).",
+    ),
+]
+
+
+def check_volume_mode(mode: str) -> None:
+    """Refuse an impossible ``--volume-mode`` before anything starts, naming why."""
+    from corral.agent.mounting import resolve_volume_mode
+    from corral.agent.mountplan import VolumeModeError
+
+    try:
+        resolve_volume_mode(mode)
+    except VolumeModeError as exc:
+        raise CliError(str(exc)) from exc
+
 
 def port_or_off(port: int) -> int | None:
     """The value of a DnsPortOption/IngressPortOption as ServerConfig takes it: -1 means off (None)."""
@@ -129,6 +160,8 @@ def up(
     ] = False,
     dns_port: DnsPortOption = 10053,
     ingress_port: IngressPortOption = 10080,
+    metrics_interval: MetricsIntervalOption = 5.0,
+    volume_mode: VolumeModeOption = "auto",
 ) -> None:
     """Run Corral (API server and all) in the foreground; writes a kubeconfig into the data dir."""
     from corral.server import ServerConfig, default_data_dir  # heavy imports: only `up` pays for them
@@ -145,7 +178,10 @@ def up(
         max_pods=max_pods,
         dns_port=port_or_off(dns_port),
         ingress_port=port_or_off(ingress_port),
+        metrics_interval=metrics_interval,
+        volume_mode=volume_mode,
     )
+    check_volume_mode(volume_mode)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(serve(config, Printer()))
 

@@ -20,8 +20,11 @@ class ServerProcess:
     kubeconfig: Path = field(default_factory=Path)
     proc: subprocess.Popen[str] | None = None
     max_pods: int | None = None
+    metrics_interval: float | None = None
     dns_address: tuple[str, int] | None = None
     ingress_address: tuple[str, int] | None = None
+    volume_mode: str | None = None
+    """``auto`` / ``namespace`` / ``sandbox`` for the built-in agent (None: the server's default, auto)."""
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         cmd = [
@@ -37,6 +40,10 @@ class ServerProcess:
             cmd += ["--store", self.store]
         if self.max_pods:
             cmd += ["--max-pods", str(self.max_pods)]
+        if self.volume_mode:
+            cmd += ["--volume-mode", self.volume_mode]
+        if self.metrics_interval:
+            cmd += ["--metrics-interval", str(self.metrics_interval)]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )

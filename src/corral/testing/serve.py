@@ -27,6 +27,8 @@ async def _main(args: argparse.Namespace) -> None:
             max_pods=args.max_pods,
             dns_port=None if args.dns_port < 0 else args.dns_port,
             ingress_port=None if args.ingress_port < 0 else args.ingress_port,
+            volume_mode=args.volume_mode,
+            metrics_interval=args.metrics_interval,
         )
     )
     await server.start()
@@ -49,6 +51,8 @@ def main() -> None:
     parser.add_argument("--max-pods", type=int, default=110)
     parser.add_argument("--dns-port", type=int, default=0, help="0 picks a free port, -1 turns DNS off")
     parser.add_argument("--ingress-port", type=int, default=0, help="0 picks a free port, -1 turns it off")
+    parser.add_argument("--volume-mode", default="auto", choices=["auto", "namespace", "sandbox"])
+    parser.add_argument("--metrics-interval", type=float, default=5.0, help="seconds between usage samples")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         try:
