@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -194,12 +195,15 @@ async def _snapshot_count(c: InProcessCluster, at_most: int) -> bool:
 # ------------------------------------------------------------------------------------- end to end
 
 
-READER = ["sh", "-c", 'while :; do echo "env=$G file=$(cat "$CORRAL_VOLUMES/etc/app/g")"; sleep 0.2; done']
-
-
-def reader_deployment() -> JSON:
+def reader_deployment(mount_path: str) -> JSON:
+    """Three replicas printing the ConfigMap value from env and from the mounted file. ``mount_path`` is a
+    fresh directory of the test: in namespace mode the volume is mounted there for real."""
     d = web("reader", replicas=3)
-    d["spec"]["template"]["spec"]["containers"][0]["command"] = READER
+    container = d["spec"]["template"]["spec"]["containers"][0]
+    container["volumeMounts"] = [{"name": "conf", "mountPath": mount_path}]
+    # $CORRAL_VOLUMES + mountPath works in both volume modes (in namespace mode mountPath alone does too).
+    loop = f'while :; do echo "env=$G file=$(cat "$CORRAL_VOLUMES{mount_path}/g")"; sleep 0.2; done'
+    container["command"] = ["sh", "-c", loop]
     d["spec"]["strategy"] = {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
     return d
 
@@ -223,10 +227,12 @@ def all_see(pods: Pods, expected: str, count: int = 3) -> dict[str, str] | None:
 
 
 @pytest.mark.compat
-def test_configmap_change_rolls_out_and_undo_restores_old_value(kubectl: Kubectl, server: Any) -> None:
+def test_configmap_change_rolls_out_and_undo_restores_old_value(
+    kubectl: Kubectl, server: Any, tmp_path: Path
+) -> None:
     pods = Pods(kubectl, server.kubeconfig)
     try:
-        pods.apply(configmap("app", g="v1"), reader_deployment())
+        pods.apply(configmap("app", g="v1"), reader_deployment(str(tmp_path / "conf")))
         kubectl.run("rollout", "status", "deployment/reader", "--timeout=60s")
         first = wait_until(lambda: all_see(pods, "env=v1 file=v1"), 30, "3 pods on v1")
         started = time.monotonic()
