@@ -82,6 +82,10 @@ class ServerConfig:
     """Port of the node's HTTP ingress on the node address (0: any free port; None: no ingress)."""
     metrics_interval: float = 5.0
     """Seconds between the node agent's resource usage samples (the metrics API, ``kubectl top``)."""
+    hpa_sync_period: float = 5.0
+    """Seconds between two syncs of one HorizontalPodAutoscaler (Kubernetes: 15)."""
+    readiness_warmup: bool = True
+    """Probe readiness every 50 ms until the first success (False: the kubelet's timing; benchmarks)."""
     volume_mode: str = "auto"
     """The built-in agent's volume mode: ``auto``, ``namespace`` or ``sandbox`` (see ``AgentConfig``)."""
 
@@ -204,6 +208,7 @@ class CorralServer:
                     max_pods=self.config.max_pods,
                     dns_address=self.dns_address or None,
                     metrics_interval=self.config.metrics_interval,
+                    readiness_warmup=self.config.readiness_warmup,
                     volume_mode=self.config.volume_mode,
                 ),
             )
@@ -219,7 +224,7 @@ class CorralServer:
         async def lead() -> None:
             manager = ControllerManager(transport, clock)
             traffic = DataPlaneMetrics(lambda: [self.dataplane.traffic()] if self.dataplane else [], clock)
-            for controller in all_controllers(transport, clock, traffic):
+            for controller in all_controllers(transport, clock, traffic, self.config.hpa_sync_period):
                 manager.add(controller)
             await manager.run()
 

@@ -656,3 +656,24 @@ async def test_configuration_errors(
     )
     result = await run_probe(ProbeSpec(R, action), target)
     assert result == ProbeResult(False, message, errored=True)
+
+
+def test_readiness_is_retried_fast_until_the_first_success_within_the_first_period() -> None:
+    t = ProbeTracker(replace(ProbeSpec(ProbeKind.READINESS, TcpSocketAction(80)), period=10.0), 0.0)
+    assert t.next_due() == 0.0
+    t.record(False, 0.0)  # not listening yet
+    assert t.next_due() == pytest.approx(0.05)
+    t.record(False, 0.05)
+    assert t.next_due() == pytest.approx(0.10)
+    assert t.record(True, 0.10) and t.ready
+    assert t.next_due() == pytest.approx(10.1)  # one period after the successful probe, then on that grid
+    late = ProbeTracker(replace(ProbeSpec(ProbeKind.READINESS, TcpSocketAction(80)), period=1.0), 0.0)
+    late.record(False, 0.99)  # the warm-up lasts one period at most
+    assert late.next_due() == pytest.approx(1.0)
+
+
+def test_kubelet_timing_has_no_warmup() -> None:
+    spec_ = replace(ProbeSpec(ProbeKind.READINESS, TcpSocketAction(80)), period=10.0)
+    t = ProbeTracker(spec_, 0.0, warmup=False)
+    t.record(False, 0.0)
+    assert t.next_due() == pytest.approx(10.0)

@@ -143,6 +143,8 @@ class AgentConfig:
     volume_mode: str = "auto"
     """Where volumes appear: ``namespace`` (real ``mountPath`` in a private mount namespace, root on Linux),
     ``sandbox`` (under the pod's sandbox, ``$CORRAL_VOLUMES``) or ``auto`` (namespace when possible)."""
+    readiness_warmup: bool = True
+    """Probe readiness every 50 ms until the first success (``ProbeTracker``); False: kubelet timing."""
     metrics_interval: float = 5.0
     """Seconds between resource usage samples (``agent.usage``; served by the metrics API)."""
 
@@ -795,6 +797,7 @@ class Agent:
             clock=self.clock,
             on_result=result,
             name=f"{key}/{name}",
+            readiness_warmup=self.config.readiness_warmup,
         )
         state.probes[name] = _probe_outcome(prober)
         old = state.probers.pop(name, None)

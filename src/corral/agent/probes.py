@@ -316,8 +316,9 @@ class ProbeTracker:
     first success, so it never delays a transition the kubelet would make.
     """
 
-    def __init__(self, spec: ProbeSpec, started_at: float) -> None:
+    def __init__(self, spec: ProbeSpec, started_at: float, *, warmup: bool = True) -> None:
         self.spec = spec
+        self.warmup = warmup
         self.reset(started_at)
 
     @property
@@ -365,6 +366,7 @@ class ProbeTracker:
         self._ever_succeeded = self._ever_succeeded or success
         if (
             self.kind is ProbeKind.READINESS
+            and self.warmup
             and not self._ever_succeeded
             and now + READINESS_WARMUP_INTERVAL < self._warmup_until
         ):
@@ -626,6 +628,7 @@ class ContainerProber:
         runner: ProbeRunner = run_probe,
         on_result: ResultCallback | None = None,
         name: str = "",
+        readiness_warmup: bool = True,
     ) -> None:
         self._clock: Clock = clock or SystemClock()
         start = self._clock.monotonic()
@@ -636,7 +639,7 @@ class ContainerProber:
         for spec in probes:
             if spec.kind in self._trackers:
                 raise ValueError(f"two {spec.kind.field}s for one container")
-            self._trackers[spec.kind] = ProbeTracker(spec, start)
+            self._trackers[spec.kind] = ProbeTracker(spec, start, warmup=readiness_warmup)
         self._target = target
         self._on_change = on_change
         self._on_result = on_result

@@ -7,7 +7,7 @@ from corral.controllers.cronjob import CronJobController
 from corral.controllers.deployment import DeploymentController
 from corral.controllers.endpoints import EndpointsController
 from corral.controllers.gc import GarbageCollector
-from corral.controllers.hpa import CustomMetrics, HorizontalPodAutoscalerController
+from corral.controllers.hpa import SYNC_PERIOD, CustomMetrics, HorizontalPodAutoscalerController
 from corral.controllers.job import JobController
 from corral.controllers.replicaset import ReplicaSetController
 from corral.controllers.runtime import Controller
@@ -16,7 +16,10 @@ from corral.util.clock import Clock
 
 
 def all_controllers(
-    transport: Transport, clock: Clock, custom_metrics: CustomMetrics | None = None
+    transport: Transport,
+    clock: Clock,
+    custom_metrics: CustomMetrics | None = None,
+    hpa_sync_period: float = SYNC_PERIOD,
 ) -> list[Controller]:
     controllers: list[Controller] = []
     controllers.append(GarbageCollector(transport))
@@ -26,5 +29,9 @@ def all_controllers(
     controllers.append(DeploymentController(transport, clock))
     controllers.append(EndpointsController(transport, clock))
     controllers.append(ServiceLoadBalancerController(transport))
-    controllers.append(HorizontalPodAutoscalerController(transport, clock, custom=custom_metrics))
+    controllers.append(
+        HorizontalPodAutoscalerController(
+            transport, clock, sync_period=hpa_sync_period, custom=custom_metrics
+        )
+    )
     return controllers

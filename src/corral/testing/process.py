@@ -25,6 +25,9 @@ class ServerProcess:
     ingress_address: tuple[str, int] | None = None
     volume_mode: str | None = None
     """``auto`` / ``namespace`` / ``sandbox`` for the built-in agent (None: the server's default, auto)."""
+    hpa_sync_period: float | None = None
+    kubelet_probe_timing: bool = False
+    """Readiness probed once per period from the start, as the kubelet (no warm-up; for benchmarks)."""
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         cmd = [
@@ -44,6 +47,10 @@ class ServerProcess:
             cmd += ["--volume-mode", self.volume_mode]
         if self.metrics_interval:
             cmd += ["--metrics-interval", str(self.metrics_interval)]
+        if self.hpa_sync_period:
+            cmd += ["--hpa-sync-period", str(self.hpa_sync_period)]
+        if self.kubelet_probe_timing:
+            cmd += ["--kubelet-probe-timing"]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )

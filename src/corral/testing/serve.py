@@ -29,6 +29,8 @@ async def _main(args: argparse.Namespace) -> None:
             ingress_port=None if args.ingress_port < 0 else args.ingress_port,
             volume_mode=args.volume_mode,
             metrics_interval=args.metrics_interval,
+            hpa_sync_period=args.hpa_sync_period,
+            readiness_warmup=not args.kubelet_probe_timing,
         )
     )
     await server.start()
@@ -53,6 +55,10 @@ def main() -> None:
     parser.add_argument("--ingress-port", type=int, default=0, help="0 picks a free port, -1 turns it off")
     parser.add_argument("--volume-mode", default="auto", choices=["auto", "namespace", "sandbox"])
     parser.add_argument("--metrics-interval", type=float, default=5.0, help="seconds between usage samples")
+    parser.add_argument("--hpa-sync-period", type=float, default=5.0, help="seconds between HPA syncs")
+    parser.add_argument(
+        "--kubelet-probe-timing", action="store_true", help="no 50 ms readiness warm-up (benchmarks)"
+    )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         try:
