@@ -202,6 +202,10 @@ def test_scale_to_zero_and_wake_on_the_first_request(kubectl: Kubectl, app: str)
     events = kubectl.run("get", "events", "--field-selector", "reason=SuccessfulRescale").stdout
     assert "reason: traffic arrived while scaled to zero" in events
     assert "New size: 0; reason: no traffic for" in events
+    # Two wake-ups in this test, each a single rescale (no flapping between 0 and 1).
+    items = get(kubectl, "events", "--field-selector", "reason=SuccessfulRescale")["items"]
+    wakes = sum(e.get("count", 1) for e in items if "traffic arrived while scaled to zero" in e["message"])
+    assert wakes == 2, items
 
 
 def _answers(ip: str) -> bool:

@@ -170,7 +170,7 @@ class HorizontalPodAutoscalerController:
             await self._metric(namespace, metric, pods)
             for metric in (hpa.get("spec") or {}).get("metrics") or []
         ]
-        zero = await self._zero_state(hpa, namespace, scale)
+        zero = await self._zero_state(hpa, namespace, scale, history, now)
         plan = plan_hpa(hpa, current, pods, inputs, history, now, zero)
         for event in plan.events:
             await self.events.record(hpa, event.type, event.reason, event.message)
@@ -275,7 +275,9 @@ class HorizontalPodAutoscalerController:
                 found.append(service)
         return found
 
-    async def _zero_state(self, hpa: JSON, namespace: str, scale: JSON) -> ZeroState | None:
+    async def _zero_state(
+        self, hpa: JSON, namespace: str, scale: JSON, history: History, now: datetime
+    ) -> ZeroState | None:
         services = self._target_services(namespace, scale)
         to_zero = (hpa.get("spec") or {}).get("minReplicas") == 0
         for service in services:
@@ -284,12 +286,20 @@ class HorizontalPodAutoscalerController:
             return None
         names = [str(s["metadata"]["name"]) for s in services]
         idle = await self.custom.idle_seconds(namespace, names) if self.custom is not None and names else None
-        slept_at = _time((hpa.get("status") or {}).get("lastScaleTime"))
+        # The last rescale, to the microsecond when this process made it; status keeps whole seconds, so
+        # after a restart count a second more (an activation in that second is taken as older).
+        last_scale = history.last_scale
+        if last_scale is None:
+            recorded = _time((hpa.get("status") or {}).get("lastScaleTime"))
+            last_scale = recorded + timedelta(seconds=1) if recorded is not None else None
+        if idle is not None and last_scale is not None:
+            # A target just woken had no traffic sample yet: its idle clock starts at the wake.
+            idle = min(idle, max(0.0, (now - last_scale).total_seconds()))
         requested = [
             _time(((s.get("metadata") or {}).get("annotations") or {}).get(ACTIVATION_REQUESTED))
             for s in services
         ]
-        wake = any(t is not None and (slept_at is None or t > slept_at) for t in requested)
+        wake = any(t is not None and (last_scale is None or t > last_scale) for t in requested)
         return ZeroState(idle, self._idle_limit(hpa), wake)
 
     def _idle_limit(self, hpa: JSON) -> float:

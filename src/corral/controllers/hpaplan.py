@@ -94,6 +94,8 @@ class History:
     recommendations: list[tuple[datetime, int]] = field(default_factory=list)
     scale_up_events: list[tuple[datetime, int]] = field(default_factory=list)
     scale_down_events: list[tuple[datetime, int]] = field(default_factory=list)
+    last_scale: datetime | None = None
+    """When this controller last rescaled the target (``status.lastScaleTime`` keeps whole seconds only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,6 +529,7 @@ def record_scale(history: History, old: int, new: int, now: datetime, keep_secon
         history.scale_up_events.append((now, new - old))
     elif new < old:
         history.scale_down_events.append((now, old - new))
+    history.last_scale = now
 
 
 # ------------------------------------------------------------------------------------------------ the plan
