@@ -692,14 +692,7 @@ def plan_hpa(
         )
         conditions.extend(
             [
-                _condition(
-                    ABLE_TO_SCALE,
-                    "True",
-                    "SucceededRescale",
-                    "the HPA controller was able to update the target scale",
-                    now,
-                    old_status,
-                ),
+                _rescaled(now, old_status),
                 _condition(
                     SCALING_LIMITED,
                     "True",
@@ -779,6 +772,17 @@ def plan_hpa(
     return HPAPlan(desired, current, rescale, status(desired, current_metrics, last_scale), events, reason)
 
 
+def _rescaled(now: datetime, old_status: JSON) -> JSON:
+    return _condition(
+        ABLE_TO_SCALE,
+        "True",
+        "SucceededRescale",
+        "the HPA controller was able to update the target scale",
+        now,
+        old_status,
+    )
+
+
 def _scale_to_zero(
     zero: ZeroState | None,
     current: int,
@@ -792,14 +796,7 @@ def _scale_to_zero(
         if zero is not None and zero.wake_requested:
             conditions.extend(
                 [
-                    _condition(
-                        ABLE_TO_SCALE,
-                        "True",
-                        "SucceededRescale",
-                        "the HPA controller was able to update the target scale",
-                        now,
-                        old_status,
-                    ),
+                    _rescaled(now, old_status),
                     _condition(
                         SCALING_ACTIVE,
                         "True",
@@ -828,14 +825,7 @@ def _scale_to_zero(
     if zero is not None and zero.idle_seconds is not None and zero.idle_seconds >= zero.idle_limit:
         conditions.extend(
             [
-                _condition(
-                    ABLE_TO_SCALE,
-                    "True",
-                    "SucceededRescale",
-                    "the HPA controller was able to update the target scale",
-                    now,
-                    old_status,
-                ),
+                _rescaled(now, old_status),
                 _condition(
                     SCALING_ACTIVE,
                     "True",

@@ -1267,6 +1267,12 @@ class ProcessRuntime:
             cwd=working_dir,
             start_new_session=True,
         )
+        return await self._run_exec(inst, proc, streams)
+
+    async def _run_exec(
+        self, inst: _Instance, proc: asyncio.subprocess.Process, streams: ExecStreams
+    ) -> ExecResult:
+        """Pump an exec session's streams until it ends; a session cut short is killed and reaped."""
         inst.execs.add(proc)
         try:
             return ExecResult(await self._pump(proc, streams))
@@ -1300,15 +1306,7 @@ class ProcessRuntime:
             cwd="/",
             start_new_session=True,
         )
-        inst.execs.add(proc)
-        try:
-            return ExecResult(await self._pump(proc, streams))
-        finally:
-            inst.execs.discard(proc)
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        return await self._run_exec(inst, proc, streams)
 
     @staticmethod
     async def _pump(proc: asyncio.subprocess.Process, streams: ExecStreams) -> int:
