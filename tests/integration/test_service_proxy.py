@@ -725,3 +725,71 @@ def test_data_path_on_uvloop() -> None:
             await test_udp_refused_backend_moves_to_next(instance)
 
     uvloop.run(main())
+
+
+# ---------------------------------------------------------------------------------------------- scale from zero
+
+
+async def test_held_connections_wait_for_a_backend_and_ask_for_one(
+    proxy: ServiceProxy, backends: list[HttpBackend]
+) -> None:
+    """A Service marked scale-from-zero holds new connections while it has no endpoint, asks for a replica
+    (once a second at most), and sends them on as soon as a backend appears."""
+    activations: list[str] = []
+    proxy.on_activate = activations.append
+    ip, port = cluster_ip(), free_port()
+    marked = service("sleepy", ip, port, annotations={"corral.dev/scale-from-zero": "true"})
+    proxy.update([marked], [])
+    await proxy.settle()
+    waiting = [asyncio.create_task(http_get(ip, port, timeout=10)) for _ in range(5)]
+    await wait_for(lambda: bool(activations), what="an activation request")
+    assert activations == ["default/sleepy"]  # rate-limited: one for five connections
+    await asyncio.sleep(0.1)
+    assert not any(t.done() for t in waiting)  # held, not refused
+    proxy.update([marked], endpoint_slice("sleepy", [backends[0].address]))
+    results = await asyncio.gather(*waiting)
+    assert results == [(200, b"a")] * 5
+    assert proxy.stats()["services"]["default/sleepy"]["held"] == 5
+
+
+async def test_an_unmarked_service_without_endpoints_refuses_at_once(proxy: ServiceProxy) -> None:
+    ip, port = cluster_ip(), free_port()
+    proxy.update([service("plain", ip, port)], [])
+    await proxy.settle()
+    started = time.monotonic()
+    with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+        await http_get(ip, port, timeout=5)
+    assert time.monotonic() - started < 1
+
+
+async def test_a_held_http_request_gets_a_clear_503_when_nothing_comes(
+    proxy: ServiceProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from corral.proxy import table
+
+    monkeypatch.setattr(table, "HOLD_SECONDS", 0.3)
+    ip, port = cluster_ip(), free_port()
+    proxy.update([service("never", ip, port, annotations={"corral.dev/scale-from-zero": "true"})], [])
+    await proxy.settle()
+    status, body = await http_get(ip, port, timeout=5)
+    assert status == 503
+    assert body == b"no endpoint of service default/never became ready within 0.3 s\n"
+
+
+async def test_inflight_counts_requests_awaiting_their_answer(
+    proxy: ServiceProxy, backends: list[HttpBackend]
+) -> None:
+    ip, port = cluster_ip(), free_port()
+    proxy.update([service("web", ip, port)], endpoint_slice("web", [backends[0].address]))
+    await proxy.settle()
+    backends[0].hang = True
+    stuck = [asyncio.create_task(http_get(ip, port, timeout=10)) for _ in range(3)]
+    await wait_for(lambda: backends[0].received == 3, what="three requests at the backend")
+    stats = proxy.stats()["services"]["default/web"]
+    assert stats["inflight"] == 3
+    assert sum(e["inflight"] for e in stats["endpoints"].values()) == 3
+    backends[0].kill()
+    await asyncio.gather(*stuck, return_exceptions=True)
+    await wait_for(
+        lambda: proxy.stats()["services"]["default/web"]["inflight"] == 0, what="inflight back to 0"
+    )
