@@ -1,24 +1,31 @@
 """The scheduler against a real ResourceAPI over the in-process transport: binding, spreading, FailedScheduling
-events, and scheduling once a node becomes Ready. Also the ``pods/binding`` subresource's CAS rules."""
+events, and scheduling once a node becomes Ready. Also the ``pods/binding`` subresource's CAS rules. Last, one
+end-to-end run against a real server process: hollow Nodes registered through the API receive a Deployment's
+replicas as its topologySpreadConstraint says, and an unplaceable pod explains itself in an event."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from corral.apiserver import status as st
 from corral.apiserver.rest import ResourceAPI
 from corral.client.local import LocalTransport
 from corral.scheduler.scheduler import EVENTS, NODES, PODS, Scheduler
+from corral.scheduler.snapshot import Snapshot
 from corral.server import bootstrap
 from corral.store import MemoryStore
 from corral.testing.clock import FakeClock
+from corral.testing.process import ServerProcess
 from corral.util.backoff import ExponentialBackoff
+from tests.integration.podkit import api_client
 
 JSON = dict[str, Any]
 
@@ -242,6 +249,31 @@ async def test_pods_of_another_scheduler_are_left_alone(cluster: Cluster, schedu
     assert not (await cluster.pod("theirs"))["spec"].get("nodeName")
 
 
+async def test_kept_snapshot_matches_a_rebuild(cluster: Cluster, scheduler: Scheduler) -> None:
+    """The snapshot kept between decisions (grown by our own bindings) equals one built from scratch."""
+    for name in ("node-a", "node-b", "node-c"):
+        await cluster.add_node(name)
+    for i in range(12):
+        await cluster.add_pod(f"burst-{i}", labels={"app": "burst"})
+
+    async def all_bound() -> bool:
+        return all(p["spec"].get("nodeName") for p in await cluster.pods())
+
+    await wait_for(all_bound)
+
+    def layout(snap: Snapshot) -> dict[str, tuple[list[str], Any]]:
+        return {n.name: (sorted(p.key for p in n.pods), n.requested) for n in snap.nodes}
+
+    async def consistent() -> bool:
+        fresh = Snapshot.build((await cluster.transport.list(NODES, None)).items, await cluster.pods())
+        return layout(scheduler.snapshot()) == layout(fresh)
+
+    await wait_for(consistent)
+    await cluster.transport.delete(PODS, "default", "burst-0", grace_period_seconds=0)
+    await wait_for(consistent)
+    assert all(p.name != "burst-0" for n in scheduler.snapshot().nodes for p in n.pods)
+
+
 async def _bound(cluster: Cluster, name: str) -> bool:
     return bool((await cluster.pod(name))["spec"].get("nodeName"))
 
@@ -288,3 +320,148 @@ async def test_concurrent_bindings_place_a_pod_once(cluster: Cluster) -> None:
     )
     assert sum(r is None for r in results) == 1
     assert all(isinstance(r, st.ApiError) and r.code == 409 for r in results if r is not None)
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+
+HOLLOW = "corral.dev/hollow"
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server of our own: hollow nodes must not receive other tests' pods."""
+    proc = ServerProcess(tmp_path_factory.mktemp("corral-scheduler")).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _register_hollow_node(core: client.CoreV1Api, name: str, cpu: str, memory: str) -> None:
+    """A Node object with no agent behind it: Ready and roomy, so only the scheduler's rules decide."""
+    core.create_node({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, HOLLOW: "true"}}})
+    node = core.read_node(name).to_dict()
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    amounts = {"cpu": cpu, "memory": memory, "pods": "110"}
+    body = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "resourceVersion": node["metadata"]["resource_version"]},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+            "capacity": amounts,
+            "allocatable": amounts,
+        },
+    }
+    core.replace_node_status(name, body)
+
+
+def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_end_to_end_spread_and_explanation(own_server: ServerProcess) -> None:
+    api = api_client(own_server.kubeconfig)
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    ns = "sched-e2e"
+    core.create_namespace({"metadata": {"name": ns}})
+    # Very unequal nodes: least-allocated scoring alone would pile replicas onto the big one; the hard
+    # spread constraint must keep them 2-2-2.
+    _register_hollow_node(core, "hollow-big", "64", "256Gi")
+    _register_hollow_node(core, "hollow-a", "2", "4Gi")
+    _register_hollow_node(core, "hollow-b", "2", "4Gi")
+    total_nodes = len(core.list_node().items)
+    labels = {"app": "spread"}
+    container = {
+        "name": "app",
+        "image": "busybox",
+        "command": ["sleep", "3600"],
+        "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+    }
+    apps.create_namespaced_deployment(
+        ns,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "spread"},
+            "spec": {
+                "replicas": 6,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "nodeSelector": {HOLLOW: "true"},
+                        "topologySpreadConstraints": [
+                            {
+                                "maxSkew": 1,
+                                "topologyKey": "kubernetes.io/hostname",
+                                "whenUnsatisfiable": "DoNotSchedule",
+                                "labelSelector": {"matchLabels": labels},
+                            }
+                        ],
+                        "containers": [container],
+                    },
+                },
+            },
+        },
+    )
+
+    def placed() -> list[str] | None:
+        pods = core.list_namespaced_pod(ns, label_selector="app=spread").items
+        nodes = [p.spec.node_name for p in pods]
+        return nodes if len(nodes) == 6 and all(nodes) else None
+
+    nodes = _until(placed, 30, "six bound replicas")
+    assert Counter(nodes) == {"hollow-big": 2, "hollow-a": 2, "hollow-b": 2}
+
+    core.create_namespaced_pod(
+        ns,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "loner"},
+            "spec": {
+                "nodeSelector": {HOLLOW: "true"},
+                "affinity": {
+                    "podAntiAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "topologyKey": "kubernetes.io/hostname",
+                                "labelSelector": {"matchLabels": labels},
+                            }
+                        ]
+                    }
+                },
+                "containers": [container],
+            },
+        },
+    )
+    expected = (
+        f"0/{total_nodes} nodes are available: "
+        f"{total_nodes - 3} node(s) didn't match Pod's node affinity/selector, "
+        "3 node(s) didn't match pod anti-affinity rules."
+    )
+
+    def explained() -> bool:
+        events = core.list_namespaced_event(ns, field_selector="involvedObject.name=loner").items
+        return any(e.reason == "FailedScheduling" and e.message == expected for e in events)
+
+    _until(explained, 30, f"a FailedScheduling event saying {expected!r}")
+    loner = core.read_namespaced_pod("loner", ns)
+    assert not loner.spec.node_name
+    (cond,) = [c for c in loner.status.conditions or [] if c.type == "PodScheduled"]
+    assert (cond.status, cond.reason, cond.message) == ("False", "Unschedulable", expected)

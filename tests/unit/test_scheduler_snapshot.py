@@ -11,6 +11,7 @@ from corral.scheduler.snapshot import (
     DEFAULT_MEMORY_REQUEST,
     DEFAULT_MILLI_CPU_REQUEST,
     HostPort,
+    LabelSelector,
     NodeInfo,
     NodeSelectorRequirement,
     PodInfo,
@@ -228,3 +229,104 @@ def test_with_pod_returns_a_new_snapshot() -> None:
     assert a.requested == Resources(100, 10, 1)
     assert a.used_ports == (HostPort("0.0.0.0", "TCP", 80),)
     assert after.with_pod(p, "ghost") is after
+
+
+def test_pod_view_of_affinity_and_spread() -> None:
+    obj = pod(
+        "p",
+        labels={"app": "web", "rev": "7"},
+        spec={
+            "affinity": {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 30,
+                            "preference": {"matchExpressions": [{"key": "d", "operator": "Exists"}]},
+                        }
+                    ]
+                },
+                "podAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"topologyKey": "zone", "labelSelector": {"matchLabels": {"app": "db"}}}
+                    ],
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 5,
+                            "podAffinityTerm": {
+                                "topologyKey": "host",
+                                "labelSelector": {},
+                                "namespaces": ["a", "b"],
+                            },
+                        }
+                    ],
+                },
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "topologyKey": "host",
+                            "labelSelector": {"matchLabels": {"app": "web"}},
+                            "namespaceSelector": {},
+                        }
+                    ]
+                },
+            },
+            "topologySpreadConstraints": [
+                {
+                    "maxSkew": 2,
+                    "topologyKey": "zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {"app": "web"}},
+                    "matchLabelKeys": ["rev", "absent"],
+                    "minDomains": 3,
+                    "nodeTaintsPolicy": "Honor",
+                }
+            ],
+        },
+    )
+    obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    info = PodInfo.from_object(obj)
+    assert info.terminating and info.has_pod_affinity
+    (preferred,) = info.preferred_node_affinity
+    assert preferred.weight == 30 and preferred.term.match_expressions == (
+        NodeSelectorRequirement("d", "Exists"),
+    )
+    (required,) = info.affinity_terms
+    assert required.topology_key == "zone"
+    assert required.namespaces == frozenset({"default"})  # neither namespaces nor selector: the pod's own
+    assert required.selector == LabelSelector((("app", "db"),))
+    (weighted,) = info.preferred_affinity_terms
+    assert weighted.weight == 5 and weighted.term.namespaces == frozenset({"a", "b"})
+    assert weighted.term.selector == LabelSelector()  # {} matches every pod
+    (anti,) = info.anti_affinity_terms
+    assert anti.namespaces == frozenset() and anti.namespace_selector == LabelSelector()
+    (c,) = info.spread_constraints
+    assert (c.max_skew, c.topology_key, c.hard, c.min_domains) == (2, "zone", False, 3)
+    assert (c.node_affinity_policy, c.node_taints_policy) == ("Honor", "Honor")
+    assert c.selector == LabelSelector((("app", "web"), ("rev", "7")))  # matchLabelKeys merged
+
+
+@pytest.mark.parametrize(
+    ("selector", "labels", "expected"),
+    [
+        (LabelSelector(), {}, True),
+        (LabelSelector((("a", "1"),)), {"a": "1", "b": "2"}, True),
+        (LabelSelector((("a", "1"),)), {"a": "2"}, False),
+        (
+            LabelSelector(match_expressions=(NodeSelectorRequirement("a", "In", ("1", "2")),)),
+            {"a": "2"},
+            True,
+        ),
+        (LabelSelector(match_expressions=(NodeSelectorRequirement("a", "NotIn", ("1",)),)), {}, True),
+        (
+            LabelSelector(match_expressions=(NodeSelectorRequirement("a", "NotIn", ("1",)),)),
+            {"a": "1"},
+            False,
+        ),
+        (LabelSelector(match_expressions=(NodeSelectorRequirement("a", "Exists"),)), {"a": ""}, True),
+        (LabelSelector(match_expressions=(NodeSelectorRequirement("a", "DoesNotExist"),)), {"a": ""}, False),
+        (LabelSelector(match_expressions=(NodeSelectorRequirement("a", "Gt", ("1",)),)), {"a": "5"}, False),
+    ],
+)
+def test_label_selector(selector: LabelSelector, labels: dict[str, str], expected: bool) -> None:
+    assert selector.matches(labels) is expected
+    assert LabelSelector.parse(None) is None

@@ -3,7 +3,10 @@
 Each filter returns the reasons a node fails (empty when it passes), worded as upstream's plugins word them,
 so ``failure_message`` can build the ``FailedScheduling`` text users know from Kubernetes:
 ``0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}.``
-As in upstream's framework, a node is judged by the first filter it fails, in the order of ``FILTERS``.
+As in upstream's framework, a node is judged by the first filter it fails: the node-local ``FILTERS`` in
+order, then the two that look at other pods, ``PodTopologySpread`` (``spread``) and ``InterPodAffinity``
+(``interpod``), whose per-decision state is computed once before the walk over the nodes (upstream's
+PreFilter) — the default profile's order.
 
 A node that is not Ready, or is cordoned, fails unless the pod tolerates the taint upstream would put on it
 (``node.kubernetes.io/not-ready`` / ``unreachable`` / ``unschedulable``, effect NoSchedule), which is how
@@ -15,15 +18,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
-from corral.scheduler.snapshot import (
-    NodeInfo,
-    NodeSelectorRequirement,
-    NodeSelectorTerm,
-    PodInfo,
-    Snapshot,
-    Taint,
-    Toleration,
-)
+from corral.scheduler import interpod, spread
+from corral.scheduler.selectors import first_untolerated, matches_node_selection, tolerated, tolerates
+from corral.scheduler.snapshot import NodeInfo, PodInfo, Snapshot, Taint
+
+__all__ = ["tolerated", "tolerates"]  # re-exported: where callers have always found them
 
 Filter = Callable[[PodInfo, NodeInfo], tuple[str, ...]]
 
@@ -38,27 +37,15 @@ REASON_TOO_MANY_PODS = "Too many pods"
 REASON_CPU = "Insufficient cpu"
 REASON_MEMORY = "Insufficient memory"
 NO_NODES = "no nodes available to schedule pods"
-
-_SCHEDULING_EFFECTS = ("NoSchedule", "NoExecute")
+REASON_AFFINITY = interpod.REASON_AFFINITY
+REASON_ANTI_AFFINITY = interpod.REASON_ANTI_AFFINITY
+REASON_EXISTING_ANTI_AFFINITY = interpod.REASON_EXISTING_ANTI_AFFINITY
+REASON_SPREAD = spread.REASON_SPREAD
+REASON_SPREAD_LABEL = spread.REASON_SPREAD_LABEL
 
 
 def untolerated_taint_reason(taint: Taint) -> str:
     return f"node(s) had untolerated taint {{{taint.key}: {taint.value}}}"
-
-
-def tolerates(toleration: Toleration, taint: Taint) -> bool:
-    """Upstream's ``Toleration.ToleratesTaint``: empty effect or key match any; Exists ignores the value."""
-    if toleration.effect and toleration.effect != taint.effect:
-        return False
-    if toleration.key and toleration.key != taint.key:
-        return False
-    if toleration.operator in ("", "Equal"):
-        return toleration.value == taint.value
-    return toleration.operator == "Exists"
-
-
-def tolerated(tolerations: Sequence[Toleration], taint: Taint) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
 
 
 # ---------------------------------------------------------------------------------------------- filters
@@ -80,49 +67,13 @@ def node_unschedulable(pod: PodInfo, node: NodeInfo) -> tuple[str, ...]:
 
 
 def taint_toleration(pod: PodInfo, node: NodeInfo) -> tuple[str, ...]:
-    for taint in node.taints:
-        if taint.effect in _SCHEDULING_EFFECTS and not tolerated(pod.tolerations, taint):
-            return (untolerated_taint_reason(taint),)
-    return ()
-
-
-def _requirement_matches(req: NodeSelectorRequirement, values: Mapping[str, str]) -> bool:
-    present = req.key in values
-    value = values.get(req.key, "")
-    if req.operator == "In":
-        return present and value in req.values
-    if req.operator == "NotIn":
-        return not present or value not in req.values
-    if req.operator == "Exists":
-        return present
-    if req.operator == "DoesNotExist":
-        return not present
-    if req.operator in ("Gt", "Lt") and present and len(req.values) == 1:
-        try:
-            have, bound = int(value), int(req.values[0])
-        except ValueError:
-            return False
-        return have > bound if req.operator == "Gt" else have < bound
-    return False
-
-
-def _term_matches(term: NodeSelectorTerm, node: NodeInfo) -> bool:
-    if not term.match_expressions and not term.match_fields:
-        return False  # an empty term selects nothing, as upstream
-    fields = {"metadata.name": node.name}
-    return all(_requirement_matches(r, node.labels) for r in term.match_expressions) and all(
-        _requirement_matches(r, fields) for r in term.match_fields
-    )
+    taint = first_untolerated(pod, node)
+    return () if taint is None else (untolerated_taint_reason(taint),)
 
 
 def node_affinity(pod: PodInfo, node: NodeInfo) -> tuple[str, ...]:
     """``spec.nodeSelector`` (every label equal) and required node affinity (any term matches)."""
-    if any(node.labels.get(k) != v for k, v in pod.node_selector.items()):
-        return (REASON_SELECTOR,)
-    terms = pod.required_affinity
-    if terms is not None and not any(_term_matches(t, node) for t in terms):
-        return (REASON_SELECTOR,)
-    return ()
+    return () if matches_node_selection(pod, node) else (REASON_SELECTOR,)
 
 
 def host_ports(pod: PodInfo, node: NodeInfo) -> tuple[str, ...]:
@@ -168,8 +119,17 @@ def find_feasible(pod: PodInfo, snapshot: Snapshot) -> tuple[list[NodeInfo], dic
     """Nodes that pass every filter (in name order), and the reasons of each node that does not."""
     feasible: list[NodeInfo] = []
     failures: dict[str, tuple[str, ...]] = {}
+    spread_state = spread.prepare_filter(pod, snapshot)
+    affinity_state = interpod.prepare_filter(pod, snapshot)
+    check_affinity = bool(
+        pod.affinity_terms or pod.anti_affinity_terms or affinity_state.existing_anti_affinity_counts
+    )
     for node in snapshot.nodes:
         reasons = node_failures(pod, node)
+        if not reasons and spread_state.rules:
+            reasons = spread.spread_filter(spread_state, node)
+        if not reasons and check_affinity:
+            reasons = interpod.affinity_filter(affinity_state, node)
         if reasons:
             failures[node.name] = reasons
         else:
@@ -178,7 +138,12 @@ def find_feasible(pod: PodInfo, snapshot: Snapshot) -> tuple[list[NodeInfo], dic
 
 
 def failure_message(total_nodes: int, failures: Mapping[str, Sequence[str]]) -> str:
-    """Upstream's ``FitError`` text without the preemption part: counts per reason, sorted as strings."""
+    """Upstream's ``FitError.Error()`` without the preemption part.
+
+    ``0/<all nodes> nodes are available: `` then ``<count> <reason>`` per distinct reason over the failing
+    nodes, sorted as plain strings (so "10 …" sorts before "2 …", exactly as Go's ``sort.Strings``),
+    joined by ", ", and a final full stop.
+    """
     if total_nodes == 0:
         return NO_NODES
     counts = Counter(reason for reasons in failures.values() for reason in reasons)

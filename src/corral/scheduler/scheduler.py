@@ -4,12 +4,15 @@
 best, or says in upstream's words why none fits. It has no state and does no IO, so it is replaceable
 wholesale by a fuller scheduler later.
 
-``Scheduler`` is the IO edge: informers over pods (all namespaces) and nodes, a work queue of pods waiting
-for a node, and a single worker, so each decision sees the bindings made before it. A binding is
-*assumed* (counted on its node) from the moment the server accepts it until the pod watch shows it, so a
-burst of replicas spreads instead of piling onto the node that looked emptiest a moment ago. A pod that
-fits nowhere gets ``PodScheduled=False`` (reason Unschedulable) and one ``FailedScheduling`` event per
-distinct message (a repeat bumps the event's count), then waits for a node change or its backoff.
+``Scheduler`` is the IO edge: informers over pods (all namespaces), nodes and namespaces (their labels, for
+affinity terms' ``namespaceSelector``), a work queue of pods waiting for a node, and a single worker, so
+each decision sees the bindings made before it. A binding is *assumed* (counted on its node) from the
+moment the server accepts it until the pod watch shows it, so a burst of replicas spreads instead of
+piling onto the node that looked emptiest a moment ago. A pod that fits nowhere gets ``PodScheduled=False``
+(reason Unschedulable) and one ``FailedScheduling`` event per distinct message (a repeat bumps the event's
+count), then waits for its backoff or a change that could help: any node change, a pod leaving, a
+namespace's labels changing, and — for pods with required pod affinity or hard spread constraints — a pod
+being placed or relabelled (upstream's queueing hints, coarsely).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import copy
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from corral.api.quantity import QuantityError
@@ -51,6 +54,7 @@ def _rt(plural: str) -> ResourceType:
 
 PODS = _rt("pods")
 NODES = _rt("nodes")
+NAMESPACES = _rt("namespaces")
 EVENTS = _rt("events")
 
 
@@ -71,7 +75,7 @@ def schedule(pod: PodInfo, snapshot: Snapshot) -> Decision:
     feasible, failures = find_feasible(pod, snapshot)
     if not feasible:
         return Decision(None, failure_message(len(snapshot.nodes), failures))
-    scores = score_nodes(pod, feasible)
+    scores = score_nodes(pod, feasible, snapshot)
     best = scores[0].name
     return Decision(best, f"Successfully assigned {pod.namespace}/{pod.name} to {best}", tuple(scores))
 
@@ -188,22 +192,40 @@ class Scheduler:
         self.name = name
         self.pods = Informer(transport, PODS)
         self.nodes = Informer(transport, NODES)
+        self.namespaces = Informer(transport, NAMESPACES)  # their labels, for affinity namespaceSelectors
         self.queue: WorkQueue[str] = WorkQueue(backoff or ExponentialBackoff(base=1.0, cap=60.0))
         self.binder = Binder(transport)
         self._assumed: dict[str, tuple[str, str]] = {}  # pod key → (uid, node) bound but not yet watched
         self._unschedulable: dict[str, tuple[Any, ...]] = {}  # pod key → fingerprint when it did not fit
         self._node_fingerprints: dict[str, tuple[Any, ...] | None] = {}
+        # Unschedulable pods that another pod's arrival could help (required pod affinity, hard spread
+        # constraints): upstream's queueing hints requeue exactly those on a pod add or label change.
+        self._waiting_for_pods: set[str] = set()
+        self._assigned: dict[str, tuple[str, Any]] = {}  # pod key → (node, labels) of placed pods
+        self._namespace_labels: dict[str, tuple[str, Any]] = {}  # namespace → (resourceVersion, labels)
         self._pod_infos: dict[str, tuple[str, PodInfo]] = {}  # pod key → (resourceVersion, view)
+        # The snapshot is kept between decisions and rebuilt only when a watch event changes what it holds
+        # (a node's fingerprint, a placed pod's view or placement, namespace labels). Our own bindings are
+        # added with ``with_pod``, which carries the spreading counts forward, so a burst of replicas costs
+        # one rebuild, not one per pod.
+        self._snapshot: Snapshot | None = None
+        self._snapshot_pods: dict[str, tuple[str, PodInfo]] = {}  # pod key → (node, view) it holds
 
     # ------------------------------------------------------------------ loop
 
     async def run(self) -> None:
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
-        tasks = [asyncio.create_task(self.pods.run()), asyncio.create_task(self.nodes.run())]
+        self.namespaces.add_handler(self._on_namespace)
+        tasks = [
+            asyncio.create_task(self.pods.run()),
+            asyncio.create_task(self.nodes.run()),
+            asyncio.create_task(self.namespaces.run()),
+        ]
         try:
             await self.pods.wait_synced()
             await self.nodes.wait_synced()
+            await self.namespaces.wait_synced()
             while True:
                 key = await self.queue.get()
                 try:
@@ -225,6 +247,7 @@ class Scheduler:
 
     def _on_pod(self, key: str) -> None:
         obj = self.pods.get(key)
+        self._note_pod_change(key, obj)
         assumed = self._assumed.get(key)
         if assumed is not None and (
             obj is None
@@ -238,18 +261,62 @@ class Scheduler:
                 self.queue.add(key)
             return
         self._unschedulable.pop(key, None)
+        self._waiting_for_pods.discard(key)
         if obj is None or (obj.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            self._assigned.pop(key, None)
             self._requeue_unschedulable()  # its resources and ports are free again
+            return
+        node_name = (obj.get("spec") or {}).get("nodeName")
+        if node_name:
+            mark = (str(node_name), (obj.get("metadata") or {}).get("labels"))
+            if self._assigned.get(key) != mark:
+                self._assigned[key] = mark
+                for waiting in self._waiting_for_pods:
+                    self.queue.add(waiting)
+
+    def _note_pod_change(self, key: str, obj: JSON | None) -> None:
+        """Drop the kept snapshot when ``obj`` no longer looks to it as it did when it was built."""
+        if self._snapshot is None:
+            return
+        held = self._snapshot_pods.get(key)
+        node_name = "" if obj is None else placement(obj, {uid: n for uid, n in self._assumed.values()})
+        if obj is None or not node_name:
+            if held is not None:
+                self._snapshot = None
+            return
+        if held is None or held[0] != node_name or held[1] != self._view(key, obj):
+            self._snapshot = None
+
+    def _view(self, key: str, obj: JSON) -> PodInfo:
+        rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+        cached = self._pod_infos.get(key)
+        if cached is not None and cached[0] == rv:
+            return cached[1]
+        info = PodInfo.from_object(obj, strict=False)
+        self._pod_infos[key] = (rv, info)
+        return info
 
     def _on_node(self, key: str) -> None:
         fingerprint = _node_fingerprint(self.nodes.get(key))
         if self._node_fingerprints.get(key) == fingerprint and key in self._node_fingerprints:
             return
+        self._snapshot = None
         if fingerprint is None:
             self._node_fingerprints.pop(key, None)
         else:
             self._node_fingerprints[key] = fingerprint
         self._requeue_unschedulable()
+
+    def _on_namespace(self, key: str) -> None:
+        obj = self.namespaces.get(key)
+        labels = None if obj is None else (obj.get("metadata") or {}).get("labels")
+        if (self._namespace_labels.get(key) or (None, None))[1] != labels:
+            self._snapshot = None
+            self._requeue_unschedulable()
+        if obj is None:
+            self._namespace_labels.pop(key, None)
+        else:
+            self._namespace_labels[key] = (str((obj.get("metadata") or {}).get("resourceVersion")), labels)
 
     def _requeue_unschedulable(self) -> None:
         for key in self._unschedulable:
@@ -259,8 +326,11 @@ class Scheduler:
 
     def snapshot(self) -> Snapshot:
         """The cluster as the caches show it, plus the bindings made but not yet watched."""
+        if self._snapshot is not None:
+            return self._snapshot
         assumed: Mapping[str, str] = {uid: node for uid, node in self._assumed.values()}
         infos: dict[str, tuple[str, PodInfo]] = {}
+        held: dict[str, tuple[str, PodInfo]] = {}
         placements: list[tuple[str, PodInfo]] = []
         for obj in self.pods.list():
             node_name = placement(obj, assumed)
@@ -276,20 +346,31 @@ class Scheduler:
                 else PodInfo.from_object(obj, strict=False)
             )
             infos[key] = (rv, info)
+            held[key] = (node_name, info)
             placements.append((node_name, info))
         self._pod_infos = infos
-        return Snapshot.assemble((NodeInfo.from_object(n) for n in self.nodes.list()), placements)
+        namespace_labels = {
+            name: {str(k): str(v) for k, v in (labels or {}).items()}
+            for name, (_, labels) in self._namespace_labels.items()
+        }
+        self._snapshot = Snapshot.assemble(
+            (NodeInfo.from_object(n) for n in self.nodes.list()), placements, namespace_labels
+        )
+        self._snapshot_pods = held
+        return self._snapshot
 
     async def reconcile(self, key: str) -> None:
         obj = self.pods.get(key)
         if obj is None or not needs_scheduling(obj, self.name):
             self.queue.forget(key)
             self._unschedulable.pop(key, None)
+            self._waiting_for_pods.discard(key)
             return
         meta = obj.get("metadata") or {}
         uid = str(meta.get("uid") or "")
         if uid and self._assumed.get(key, ("", ""))[0] == uid:
             return  # bound already; the pod watch has not caught up
+        pod: PodInfo | None = None
         try:
             pod = PodInfo.from_object(obj)
         except QuantityError as exc:
@@ -297,11 +378,27 @@ class Scheduler:
         else:
             decision = schedule(pod, self.snapshot())
         if decision.node is None:
+            if pod is not None and (pod.affinity_terms or any(c.hard for c in pod.spread_constraints)):
+                self._waiting_for_pods.add(key)
             await self._unschedulable_pod(key, obj, decision.reason)
             return
-        outcome = await self.binder.bind(
-            str(meta.get("namespace")), str(meta.get("name")), decision.node, uid
-        )
+        assert pod is not None  # a node was chosen, so the pod parsed
+        if self._snapshot is not None and key not in self._snapshot_pods:
+            # Assumed before the bind, as upstream's scheduler cache does, so the watch event of the
+            # binding (which may arrive before ``bind`` returns) finds the snapshot already showing it:
+            # on that node, with spec.nodeName set (see _note_pod_change).
+            bound = replace(pod, node_name=decision.node)
+            self._snapshot = self._snapshot.with_pod(bound, decision.node)
+            self._snapshot_pods[key] = (decision.node, bound)
+        try:
+            outcome = await self.binder.bind(
+                str(meta.get("namespace")), str(meta.get("name")), decision.node, uid
+            )
+        except BaseException:
+            self._snapshot = None  # the assumption may be wrong: rebuild from the caches
+            raise
+        if outcome is not BindOutcome.BOUND:
+            self._snapshot = None
         if outcome is BindOutcome.GONE:
             self.queue.forget(key)
             return
@@ -312,6 +409,7 @@ class Scheduler:
         if seen is not None and not (seen.get("spec") or {}).get("nodeName"):
             self._assumed[key] = (uid, decision.node)  # until the watch shows the binding (see _on_pod)
         self._unschedulable.pop(key, None)
+        self._waiting_for_pods.discard(key)
         self.queue.forget(key)
         await self._record_event(obj, "Normal", "Scheduled", decision.reason)
 

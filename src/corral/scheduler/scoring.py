@@ -1,16 +1,24 @@
 """Scores: among the nodes a pod may run on, which is best? Pure functions over the snapshot's typed views.
 
-Two signals, each 0 to 100, combined with weights (upstream gives topology spreading twice the weight of
-resource fit too):
+Upstream's default profile, plugin by plugin, each normalised to 0..100 and weighted as in
+``pkg/scheduler/apis/config/v1/default_plugins.go`` (``getDefaultPlugins``): TaintToleration 3,
+NodeAffinity 2, NodeResourcesFit 1, PodTopologySpread 2, InterPodAffinity 2,
+NodeResourcesBalancedAllocation 1 (ImageLocality 1 has no meaning without images and is left out):
 
-- *least allocated*: the share of allocatable cpu and memory still free after placing the pod (counting
-  upstream's default requests for containers that request nothing), so load evens out;
-- *spreading*: fewer pods of the same group on the node scores higher. A pod's group is the pods sharing
-  its controller (the ``ownerReference`` with ``controller: true``), or, for a bare pod, the pods in its
-  namespace with exactly its (non-empty) labels. Normalised against the busiest candidate node.
+- *least allocated* (NodeResourcesFit's default strategy): mean over cpu and memory of the share of
+  allocatable still free once the pod is placed, counting upstream's default requests (100m, 200Mi) for
+  containers that request nothing, so a node full of BestEffort pods does not look empty;
+- *balanced allocation*: ``100 * (1 - |cpu fraction - memory fraction| / 2)`` with the pod's actual
+  requests added, so a node is not exhausted in one resource while idle in the other;
+- *taint toleration*: fewer untolerated ``PreferNoSchedule`` taints is better (reverse-normalised);
+- *node affinity*: sum of the weights of the matching ``preferredDuringScheduling`` node selector terms,
+  scaled so the best node gets 100;
+- *topology spread*: the pod's ``ScheduleAnyway`` constraints, or upstream's system defaults, which spread
+  a workload's replicas over hostnames and zones (``spread``);
+- *inter-pod affinity*: preferred pod affinity and anti-affinity in both directions (``interpod``).
 
-Scores are floats so small differences never round into ties; real ties are broken by node name, so a
-decision is a function of its input and tests are stable.
+Scores are floats so small differences never round into ties; real ties are broken by node name (upstream
+picks one at random), so a decision is a function of its input and tests are stable.
 """
 
 from __future__ import annotations
@@ -18,11 +26,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from corral.scheduler.snapshot import NodeInfo, PodInfo
+from corral.scheduler import interpod, spread
+from corral.scheduler.selectors import term_matches, tolerated
+from corral.scheduler.snapshot import NodeInfo, PodInfo, Snapshot, Toleration
+from corral.scheduler.spread import same_group
 
-RESOURCE_WEIGHT = 1.0
-SPREAD_WEIGHT = 2.0
+__all__ = ["NodeScore", "group_count", "least_allocated", "same_group", "score_nodes"]
+
 MAX_SCORE = 100.0
+RESOURCE_WEIGHT = 1.0
+BALANCED_WEIGHT = 1.0
+TAINT_WEIGHT = 3.0
+NODE_AFFINITY_WEIGHT = 2.0
+SPREAD_WEIGHT = 2.0
+INTER_POD_WEIGHT = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +48,10 @@ class NodeScore:
     total: float
     least_allocated: float
     spread: float
+    balanced: float = 0.0
+    taint: float = 0.0
+    node_affinity: float = 0.0
+    inter_pod: float = 0.0
 
 
 def _free_share(capacity: int, requested: int) -> float:
@@ -50,27 +71,72 @@ def least_allocated(pod: PodInfo, node: NodeInfo) -> float:
     return (cpu + memory) / 2
 
 
-def same_group(pod: PodInfo, other: PodInfo) -> bool:
-    if other.uid and other.uid == pod.uid:
-        return False
-    if pod.owner_uid:
-        return other.owner_uid == pod.owner_uid
-    return bool(pod.labels) and other.namespace == pod.namespace and dict(other.labels) == dict(pod.labels)
+def balanced_allocation(pod: PodInfo, node: NodeInfo) -> float:
+    """Upstream's ``balancedResourceScorer`` over cpu and memory, with actual (not defaulted) requests."""
+    fractions = []
+    for capacity, requested in (
+        (node.allocatable.milli_cpu, node.requested.milli_cpu + pod.requests.milli_cpu),
+        (node.allocatable.memory, node.requested.memory + pod.requests.memory),
+    ):
+        if capacity > 0:
+            fractions.append(min(requested / capacity, 1.0))
+    std = abs(fractions[0] - fractions[1]) / 2 if len(fractions) == 2 else 0.0
+    return (1 - std) * MAX_SCORE
+
+
+def _prefer_no_schedule_tolerations(pod: PodInfo) -> tuple[Toleration, ...]:
+    return tuple(t for t in pod.tolerations if t.effect in ("", "PreferNoSchedule"))
+
+
+def untolerated_preferred_taints(pod: PodInfo, node: NodeInfo) -> int:
+    tolerations = _prefer_no_schedule_tolerations(pod)
+    return sum(1 for t in node.taints if t.effect == "PreferNoSchedule" and not tolerated(tolerations, t))
+
+
+def preferred_node_affinity(pod: PodInfo, node: NodeInfo) -> int:
+    """Sum of the weights of the pod's preferred node affinity terms that ``node`` matches."""
+    return sum(p.weight for p in pod.preferred_node_affinity if p.weight and term_matches(p.term, node))
+
+
+def _normalise(raw: Sequence[float], *, reverse: bool) -> list[float]:
+    """Upstream's ``DefaultNormalizeScore``: scale so the largest is 100 (reversed: the smallest)."""
+    high = max(raw, default=0.0)
+    if high == 0:
+        return [MAX_SCORE if reverse else 0.0 for _ in raw]
+    return [MAX_SCORE - MAX_SCORE * r / high if reverse else MAX_SCORE * r / high for r in raw]
 
 
 def group_count(pod: PodInfo, node: NodeInfo) -> int:
     return sum(1 for other in node.pods if same_group(pod, other))
 
 
-def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo]) -> list[NodeScore]:
-    """Scores of ``nodes`` (all feasible), best first; equal totals in node-name order."""
-    counts = [group_count(pod, node) for node in nodes]
-    busiest = max(counts, default=0)
+def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], snapshot: Snapshot | None = None) -> list[NodeScore]:
+    """Scores of ``nodes`` (all feasible), best first; equal totals in node-name order.
+
+    ``snapshot`` is the whole cluster (spreading over zones and pod affinity look beyond the candidates);
+    without it the candidates are taken to be the whole cluster.
+    """
+    if not nodes:
+        return []
+    snap = snapshot if snapshot is not None else Snapshot(tuple(nodes))
+    taints = _normalise([float(untolerated_preferred_taints(pod, n)) for n in nodes], reverse=True)
+    affinity = _normalise([float(preferred_node_affinity(pod, n)) for n in nodes], reverse=False)
+    spreads = spread.spread_scores(pod, snap, nodes)
+    inter = interpod.affinity_scores(pod, snap, nodes)
     scores: list[NodeScore] = []
-    for node, count in zip(nodes, counts, strict=True):
-        spread = MAX_SCORE if busiest == 0 else MAX_SCORE * (busiest - count) / busiest
-        resources = least_allocated(pod, node)
-        total = RESOURCE_WEIGHT * resources + SPREAD_WEIGHT * spread
-        scores.append(NodeScore(node.name, total, resources, spread))
+    for i, node in enumerate(nodes):
+        least = least_allocated(pod, node)
+        balanced = balanced_allocation(pod, node)
+        total = (
+            RESOURCE_WEIGHT * least
+            + BALANCED_WEIGHT * balanced
+            + TAINT_WEIGHT * taints[i]
+            + NODE_AFFINITY_WEIGHT * affinity[i]
+            + SPREAD_WEIGHT * spreads[i]
+            + INTER_POD_WEIGHT * inter[i]
+        )
+        scores.append(
+            NodeScore(node.name, total, least, spreads[i], balanced, taints[i], affinity[i], inter[i])
+        )
     scores.sort(key=lambda s: (-s.total, s.name))
     return scores

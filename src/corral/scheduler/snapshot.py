@@ -8,7 +8,7 @@ before the watch reports it, and how tests place replicas one after another. Pur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -81,6 +81,135 @@ class NodeSelectorTerm:
 
 
 @dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """A ``metav1.LabelSelector``: every ``matchLabels`` pair and every expression must hold.
+
+    An empty selector matches everything; a missing one is represented by ``None`` at the call sites and
+    matches nothing (upstream's ``labels.Nothing()`` for a nil selector in affinity terms and spread
+    constraints).
+    """
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[NodeSelectorRequirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        for key, value in self.match_labels:
+            if labels.get(key) != value:
+                return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            if req.operator == "In":
+                ok = present and labels[req.key] in req.values
+            elif req.operator == "NotIn":
+                ok = not present or labels[req.key] not in req.values
+            elif req.operator == "Exists":
+                ok = present
+            elif req.operator == "DoesNotExist":
+                ok = not present
+            else:
+                ok = False  # an unknown operator is invalid; upstream's parse fails and nothing matches
+            if not ok:
+                return False
+        return True
+
+    def with_labels(self, extra: Mapping[str, str]) -> LabelSelector:
+        """This selector also requiring ``extra`` (how ``matchLabelKeys`` are merged in)."""
+        return replace(self, match_labels=(*self.match_labels, *sorted(extra.items())))
+
+    @classmethod
+    def parse(cls, value: Any) -> LabelSelector | None:
+        if not isinstance(value, dict):
+            return None
+        return cls(
+            tuple(sorted(_str_map(value.get("matchLabels")).items())),
+            _requirements(value.get("matchExpressions")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PodAffinityTerm:
+    """One ``podAffinityTerm``: pods matching ``selector`` in the term's namespaces, per ``topology_key``."""
+
+    topology_key: str
+    selector: LabelSelector | None = None
+    namespaces: frozenset[str] = frozenset()
+    """Listed namespaces; when neither these nor a namespaceSelector are given, the owning pod's own."""
+    namespace_selector: LabelSelector | None = None
+    """``{}`` selects every namespace; others are matched against the snapshot's namespace labels."""
+
+    def matches(self, pod: PodInfo, namespace_labels: Mapping[str, Mapping[str, str]]) -> bool:
+        """Upstream's ``AffinityTerm.Matches``: the namespace is covered and the labels match."""
+        if self.selector is None:
+            return False
+        if pod.namespace not in self.namespaces and not (
+            self.namespace_selector is not None
+            and self.namespace_selector.matches(namespace_labels.get(pod.namespace, {}))
+        ):
+            return False
+        return self.selector.matches(pod.labels)
+
+    @classmethod
+    def parse(cls, value: JSON, own_namespace: str) -> PodAffinityTerm:
+        namespaces = frozenset(str(n) for n in _list(value.get("namespaces")))
+        ns_selector = LabelSelector.parse(value.get("namespaceSelector"))
+        if not namespaces and ns_selector is None:
+            namespaces = frozenset((own_namespace,))
+        return cls(
+            str(value.get("topologyKey") or ""),
+            LabelSelector.parse(value.get("labelSelector")),
+            namespaces,
+            ns_selector,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedPodAffinityTerm:
+    weight: int
+    term: PodAffinityTerm
+
+
+@dataclass(frozen=True, slots=True)
+class PreferredSchedulingTerm:
+    weight: int
+    term: NodeSelectorTerm
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadConstraint:
+    """One ``topologySpreadConstraints`` entry, with ``matchLabelKeys`` already merged into the selector."""
+
+    max_skew: int
+    topology_key: str
+    when_unsatisfiable: str = "DoNotSchedule"
+    selector: LabelSelector | None = None
+    min_domains: int | None = None
+    node_affinity_policy: str = "Honor"
+    node_taints_policy: str = "Ignore"
+
+    @property
+    def hard(self) -> bool:
+        return self.when_unsatisfiable != "ScheduleAnyway"
+
+    @classmethod
+    def parse(cls, value: JSON, pod_labels: Mapping[str, str]) -> SpreadConstraint:
+        selector = LabelSelector.parse(value.get("labelSelector"))
+        keys = [str(k) for k in _list(value.get("matchLabelKeys"))]
+        extra = {k: pod_labels[k] for k in keys if k in pod_labels}
+        if selector is not None and extra:
+            selector = selector.with_labels(extra)
+        min_domains = value.get("minDomains")
+        return cls(
+            max_skew=_int(value.get("maxSkew"), 1),
+            topology_key=str(value.get("topologyKey") or ""),
+            when_unsatisfiable=str(value.get("whenUnsatisfiable") or "DoNotSchedule"),
+            selector=selector,
+            min_domains=_int(min_domains, 1) if min_domains is not None else None,
+            node_affinity_policy=str(value.get("nodeAffinityPolicy") or "Honor"),
+            node_taints_policy=str(value.get("nodeTaintsPolicy") or "Ignore"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PodInfo:
     """What scheduling needs to know about a pod."""
 
@@ -98,10 +227,30 @@ class PodInfo:
     """``requiredDuringSchedulingIgnoredDuringExecution`` terms (ORed); None when the pod has none."""
     tolerations: tuple[Toleration, ...] = ()
     host_ports: tuple[HostPort, ...] = ()
+    preferred_node_affinity: tuple[PreferredSchedulingTerm, ...] = ()
+    affinity_terms: tuple[PodAffinityTerm, ...] = ()
+    """Required pod affinity (all must hold)."""
+    anti_affinity_terms: tuple[PodAffinityTerm, ...] = ()
+    """Required pod anti-affinity (all must hold)."""
+    preferred_affinity_terms: tuple[WeightedPodAffinityTerm, ...] = ()
+    preferred_anti_affinity_terms: tuple[WeightedPodAffinityTerm, ...] = ()
+    spread_constraints: tuple[SpreadConstraint, ...] = ()
+    terminating: bool = False
+    """``deletionTimestamp`` is set: it still holds resources, but spreading no longer counts it."""
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def has_pod_affinity(self) -> bool:
+        """Any pod (anti-)affinity term, required or preferred: such pods matter to others' placement."""
+        return bool(
+            self.affinity_terms
+            or self.anti_affinity_terms
+            or self.preferred_affinity_terms
+            or self.preferred_anti_affinity_terms
+        )
 
     @classmethod
     def from_object(cls, obj: JSON, *, strict: bool = True) -> PodInfo:
@@ -113,14 +262,18 @@ class PodInfo:
             if isinstance(ref, dict) and ref.get("controller"):
                 owner_uid = str(ref.get("uid") or "")
                 break
-        affinity = _dict(_dict(spec.get("affinity")).get("nodeAffinity")).get(
-            "requiredDuringSchedulingIgnoredDuringExecution"
-        )
+        affinities = _dict(spec.get("affinity"))
+        node_affinity = _dict(affinities.get("nodeAffinity"))
+        affinity = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+        namespace = str(meta.get("namespace") or "")
+        labels = _str_map(meta.get("labels"))
+        pod_affinity = _dict(affinities.get("podAffinity"))
+        pod_anti_affinity = _dict(affinities.get("podAntiAffinity"))
         return cls(
-            namespace=str(meta.get("namespace") or ""),
+            namespace=namespace,
             name=str(meta.get("name") or ""),
             uid=str(meta.get("uid") or ""),
-            labels=_str_map(meta.get("labels")),
+            labels=labels,
             owner_uid=owner_uid,
             node_name=str(spec.get("nodeName") or ""),
             requests=pod_requests(spec, non_zero=False, strict=strict),
@@ -138,6 +291,21 @@ class PodInfo:
                 if isinstance(t, dict)
             ),
             host_ports=_host_ports(spec),
+            preferred_node_affinity=tuple(
+                PreferredSchedulingTerm(_int(p.get("weight"), 0), _selector_term(_dict(p.get("preference"))))
+                for p in _list(node_affinity.get("preferredDuringSchedulingIgnoredDuringExecution"))
+                if isinstance(p, dict)
+            ),
+            affinity_terms=_affinity_terms(pod_affinity, namespace),
+            anti_affinity_terms=_affinity_terms(pod_anti_affinity, namespace),
+            preferred_affinity_terms=_weighted_terms(pod_affinity, namespace),
+            preferred_anti_affinity_terms=_weighted_terms(pod_anti_affinity, namespace),
+            spread_constraints=tuple(
+                SpreadConstraint.parse(c, labels)
+                for c in _list(spec.get("topologySpreadConstraints"))
+                if isinstance(c, dict)
+            ),
+            terminating=bool(meta.get("deletionTimestamp")),
         )
 
 
@@ -204,20 +372,67 @@ class NodeInfo:
         )
 
 
+Matcher = Callable[[PodInfo], bool]
+CARRIED_COUNTS = 32
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     nodes: tuple[NodeInfo, ...] = ()
     """Sorted by name, so every walk over the nodes is deterministic."""
+    namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
+    """Labels of each namespace, for affinity terms with a ``namespaceSelector``."""
     _index: Mapping[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Per-snapshot memo of derived indexes. The snapshot stays a value: these only cache what its nodes
+    # already say, and ``with_pod`` carries them forward incrementally instead of recounting every pod.
+    _counts: dict[tuple[Hashable, bool], tuple[Matcher, list[int]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _affinity_pods: list[list[tuple[int, PodInfo]]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.nodes, key=lambda n: n.name))
         object.__setattr__(self, "nodes", ordered)
         object.__setattr__(self, "_index", {n.name: i for i, n in enumerate(ordered)})
+        object.__setattr__(self, "_counts", {})
+        object.__setattr__(self, "_affinity_pods", [])
 
     def node(self, name: str) -> NodeInfo | None:
         i = self._index.get(name)
         return None if i is None else self.nodes[i]
+
+    def index(self, name: str) -> int | None:
+        """Position of the node called ``name`` in ``nodes``."""
+        return self._index.get(name)
+
+    def matching_counts(
+        self, key: Hashable, matcher: Matcher, *, with_terminating: bool = False
+    ) -> Sequence[int]:
+        """Per node (in ``nodes`` order), how many pods ``matcher`` accepts; terminating pods only count
+        ``with_terminating`` (spreading leaves them out, pod affinity does not).
+
+        Memoised under ``key``, which must identify ``matcher`` (e.g. namespace and selector): the filter
+        and score of one decision, and the decisions after it on ``with_pod`` snapshots, count once.
+        """
+        full_key = (key, with_terminating)
+        hit = self._counts.get(full_key)
+        if hit is not None:
+            return hit[1]
+        counts = [
+            sum(1 for p in n.pods if (with_terminating or not p.terminating) and matcher(p))
+            for n in self.nodes
+        ]
+        self._counts[full_key] = (matcher, counts)
+        return counts
+
+    def pods_with_affinity(self) -> Sequence[tuple[int, PodInfo]]:
+        """(node index, pod) of every placed pod with pod (anti-)affinity terms; few in most clusters."""
+        if not self._affinity_pods:
+            found = [(i, p) for i, n in enumerate(self.nodes) for p in n.pods if p.has_pod_affinity]
+            self._affinity_pods.append(found)
+        return self._affinity_pods[0]
 
     def with_pod(self, pod: PodInfo, node_name: str) -> Snapshot:
         """A new snapshot where ``pod`` also runs on ``node_name`` (unknown nodes are ignored)."""
@@ -226,15 +441,32 @@ class Snapshot:
             return self
         nodes = list(self.nodes)
         nodes[i] = nodes[i].with_pods((pod,))
-        return Snapshot(tuple(nodes))
+        out = Snapshot(tuple(nodes), self.namespace_labels)
+        # Carry only the most recent selectors: each copy is O(nodes), and old ones are seldom asked again.
+        for key, (matcher, counts) in list(self._counts.items())[-CARRIED_COUNTS:]:
+            updated = list(counts)
+            if (key[1] or not pod.terminating) and matcher(pod):
+                updated[i] += 1
+            out._counts[key] = (matcher, updated)
+        if self._affinity_pods:
+            extra = [(i, pod)] if pod.has_pod_affinity else []
+            out._affinity_pods.append([*self._affinity_pods[0], *extra])
+        return out
 
     @classmethod
-    def assemble(cls, nodes: Iterable[NodeInfo], placements: Iterable[tuple[str, PodInfo]]) -> Snapshot:
+    def assemble(
+        cls,
+        nodes: Iterable[NodeInfo],
+        placements: Iterable[tuple[str, PodInfo]],
+        namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Snapshot:
         """From typed views: ``placements`` pairs a node name with a pod on it (unknown nodes are ignored)."""
         by_node: dict[str, list[PodInfo]] = {}
         for node_name, pod in placements:
             by_node.setdefault(node_name, []).append(pod)
-        return cls(tuple(node.with_pods(by_node.get(node.name, ())) for node in nodes))
+        return cls(
+            tuple(node.with_pods(by_node.get(node.name, ())) for node in nodes), dict(namespace_labels or {})
+        )
 
     @classmethod
     def build(
@@ -363,9 +595,36 @@ def _requirements(value: Any) -> tuple[NodeSelectorRequirement, ...]:
     )
 
 
+def _selector_term(term: JSON) -> NodeSelectorTerm:
+    return NodeSelectorTerm(
+        _requirements(term.get("matchExpressions")), _requirements(term.get("matchFields"))
+    )
+
+
 def _selector_terms(selector: JSON) -> tuple[NodeSelectorTerm, ...]:
+    return tuple(_selector_term(t) for t in _list(selector.get("nodeSelectorTerms")) if isinstance(t, dict))
+
+
+def _affinity_terms(affinity: JSON, namespace: str) -> tuple[PodAffinityTerm, ...]:
     return tuple(
-        NodeSelectorTerm(_requirements(t.get("matchExpressions")), _requirements(t.get("matchFields")))
-        for t in _list(selector.get("nodeSelectorTerms"))
+        PodAffinityTerm.parse(t, namespace)
+        for t in _list(affinity.get("requiredDuringSchedulingIgnoredDuringExecution"))
         if isinstance(t, dict)
     )
+
+
+def _weighted_terms(affinity: JSON, namespace: str) -> tuple[WeightedPodAffinityTerm, ...]:
+    return tuple(
+        WeightedPodAffinityTerm(
+            _int(w.get("weight"), 0), PodAffinityTerm.parse(_dict(w.get("podAffinityTerm")), namespace)
+        )
+        for w in _list(affinity.get("preferredDuringSchedulingIgnoredDuringExecution"))
+        if isinstance(w, dict)
+    )
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
