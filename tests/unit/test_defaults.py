@@ -219,7 +219,7 @@ def test_pod_only_defaults() -> None:
             "key": "node.kubernetes.io/not-ready",
             "operator": "Exists",
             "effect": "NoExecute",
-            "tolerationSeconds": 300,
+            "tolerationSeconds": 5,  # Corral's short default (upstream 300; `--pod-eviction-timeout`)
         },
     ]
 

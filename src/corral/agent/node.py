@@ -19,7 +19,7 @@ JSON = dict[str, Any]
 KUBELET_VERSION = "v1.32.0-corral"
 RUNTIME_VERSION = "process://corral-0.1"
 MAX_PODS = 110
-LEASE_DURATION = 40
+LEASE_DURATION = 10  # renewed every 2 s (agent.HEARTBEAT_SECONDS); upstream 40 s, renewed every 10 s
 
 
 @dataclass(frozen=True, slots=True)

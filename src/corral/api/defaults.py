@@ -12,6 +12,24 @@ from typing import Any
 
 JSON = dict[str, Any]
 
+# DefaultTolerationSeconds (upstream an admission plugin with the apiserver flags
+# --default-not-ready-toleration-seconds / --default-unreachable-toleration-seconds, 300 s each): every pod
+# tolerates the node lifecycle controller's NoExecute taints for this long, visibly in its spec. Corral's
+# default is short, as pods are cheap to replace; `corral up --pod-eviction-timeout` sets it for the
+# process through ``set_default_toleration_seconds`` (process-wide, like the upstream flags).
+DEFAULT_TOLERATION_SECONDS = 5
+_toleration_seconds = DEFAULT_TOLERATION_SECONDS
+
+
+def set_default_toleration_seconds(seconds: int) -> None:
+    """The ``tolerationSeconds`` given to pods created from now on (existing pods keep theirs)."""
+    global _toleration_seconds
+    _toleration_seconds = max(0, int(seconds))
+
+
+def default_toleration_seconds() -> int:
+    return _toleration_seconds
+
 
 def _setdefault(obj: JSON, key: str, value: Any) -> Any:
     # Go's defaulters test string fields against "" (their zero value), so "" counts as unset for them.
@@ -109,7 +127,12 @@ def _default_pod(obj: JSON) -> None:
             for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
                 if key not in keys:
                     tolerations.append(
-                        {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+                        {
+                            "key": key,
+                            "operator": "Exists",
+                            "effect": "NoExecute",
+                            "tolerationSeconds": _toleration_seconds,
+                        }
                     )
         if spec.get("priority") is None:
             spec["priority"] = 0
