@@ -30,6 +30,7 @@ def rt(kind: str, api_version: str | None = None) -> ResourceType:
     versions = {"Deployment": "apps/v1", "ReplicaSet": "apps/v1", "Job": "batch/v1", "CronJob": "batch/v1"}
     versions["HorizontalPodAutoscaler"] = "autoscaling/v2"
     versions["Ingress"] = "networking.k8s.io/v1"
+    versions["PodDisruptionBudget"] = "policy/v1"
     found = REGISTRY.by_kind(api_version or versions.get(kind, "v1"), kind)
     assert found is not None
     return found

@@ -342,6 +342,17 @@ RESOURCES: tuple[ResourceType, ...] = (
         False,
         "io.k8s.api.networking.v1.IngressClass",
     ),
+    ResourceType(
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        True,
+        "io.k8s.api.policy.v1.PodDisruptionBudget",
+        short_names=("pdb",),
+        subresources=(_status("PodDisruptionBudget", "policy", "v1"),),
+    ),
     # Resource metrics (metrics-server's API): computed from the agents' samples on each request, never
     # stored (``apiserver.metricsapi``). Listed after core pods/nodes so "pods" still resolves to those.
     ResourceType(
@@ -375,6 +386,7 @@ GROUP_ORDER: tuple[str, ...] = (
     "batch",
     "autoscaling",
     "networking.k8s.io",
+    "policy",
     "coordination.k8s.io",
     "discovery.k8s.io",
     "metrics.k8s.io",

@@ -21,7 +21,15 @@ from corral.util.clock import rfc3339
 JSON = dict[str, Any]
 
 GENERATION_KINDS = frozenset(
-    {"Deployment", "ReplicaSet", "Job", "CronJob", "HorizontalPodAutoscaler", "Ingress"}
+    {
+        "Deployment",
+        "ReplicaSet",
+        "Job",
+        "CronJob",
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "PodDisruptionBudget",
+    }
 )
 
 # Metadata only the server sets: a client's value is replaced on create, kept from the old object on update.
@@ -113,6 +121,10 @@ def _reset_status(rt: ResourceType, obj: JSON) -> None:
         obj["status"] = {"phase": "Active"}
     elif kind == "HorizontalPodAutoscaler":
         obj["status"] = {"currentReplicas": 0, "desiredReplicas": 0}
+    elif kind == "PodDisruptionBudget":
+        # Go's zero PodDisruptionBudgetStatus: the four counts are not omitempty (and the Python model
+        # requires them), observedGeneration is.
+        obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
     elif kind in ("Deployment", "ReplicaSet", "Job", "CronJob"):
         obj["status"] = {"replicas": 0} if kind == "ReplicaSet" else {}
 

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from corral.api.fielderrors import NIL_STRING_MAP, FieldError
+from corral.api.fielderrors import NIL_STRING_MAP, FieldError, GoLiteral
 from corral.api.selectors import (
     SelectorError,
     label_key_errors,
@@ -1045,6 +1045,69 @@ def _validate_ingress_class(obj: JSON) -> list[FieldError]:
     return errs
 
 
+# --- PodDisruptionBudget (pkg/apis/policy/validation) ----------------------------------------------------
+
+_PERCENT = re.compile(r"^[0-9]+%$")
+_PERCENT_MSG = (
+    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', "
+    "regex used for validation is '[0-9]+%')"
+)
+UNHEALTHY_POD_EVICTION_POLICIES = ("AlwaysAllow", "IfHealthyBudget")
+
+
+def _go_int_or_string(value: Any) -> GoLiteral:
+    # field.Invalid(path, intOrPercent, ...) prints the struct with %#v.
+    if isinstance(value, str):
+        return GoLiteral(f"intstr.IntOrString{{Type:1, IntVal:0, StrVal:{json.dumps(value)}}}")
+    return GoLiteral(f"intstr.IntOrString{{Type:0, IntVal:{value}, StrVal:\"\"}}")
+
+
+def int_or_percent_errors(value: Any, path: str) -> list[FieldError]:
+    """``ValidatePositiveIntOrPercent`` plus ``IsNotMoreThan100Percent`` (PDB minAvailable/maxUnavailable)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return [FieldError(path, "Invalid", "must be an integer or percentage (e.g '5%')", value)]
+    if isinstance(value, int):
+        if value < 0:
+            return [FieldError(path, "Invalid", "must be greater than or equal to 0", value)]
+        return []
+    if not _PERCENT.fullmatch(value):
+        return [FieldError(path, "Invalid", _PERCENT_MSG, _go_int_or_string(value))]
+    if int(value[:-1]) > 100:
+        return [FieldError(path, "Invalid", "must not be greater than 100%", value)]
+    return []
+
+
+def _validate_pdb(obj: JSON) -> list[FieldError]:
+    spec = _as_dict(obj.get("spec"))
+    errs: list[FieldError] = []
+    min_available, max_unavailable = spec.get("minAvailable"), spec.get("maxUnavailable")
+    if min_available is not None and max_unavailable is not None:
+        # Upstream prints the whole spec struct (with pointer addresses); the JSON of the two fields says
+        # the same without them.
+        shown = GoLiteral(json.dumps({"minAvailable": min_available, "maxUnavailable": max_unavailable}))
+        both = "minAvailable and maxUnavailable cannot be both set"
+        errs.append(FieldError("spec", "Invalid", both, shown))
+    if min_available is not None:
+        errs += int_or_percent_errors(min_available, "spec.minAvailable")
+    if max_unavailable is not None:
+        errs += int_or_percent_errors(max_unavailable, "spec.maxUnavailable")
+    errs += validate_label_selector(spec.get("selector"), "spec.selector")
+    policy = spec.get("unhealthyPodEvictionPolicy")
+    if policy is not None and policy not in UNHEALTHY_POD_EVICTION_POLICIES:
+        errs.append(
+            FieldError(
+                "spec.unhealthyPodEvictionPolicy",
+                "NotSupported",
+                'supported values: "AlwaysAllow", "IfHealthyBudget"',
+                policy,
+            )
+        )
+    status = _as_dict(obj.get("status"))
+    for field in ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"):
+        errs += _non_negative(status, field, "status")
+    return errs
+
+
 VALIDATORS: dict[str, Callable[[JSON], list[FieldError]]] = {
     "Deployment": _validate_deployment,
     "ReplicaSet": _validate_replicaset,
@@ -1059,6 +1122,7 @@ VALIDATORS: dict[str, Callable[[JSON], list[FieldError]]] = {
     "EndpointSlice": _validate_endpoint_slice,
     "Ingress": _validate_ingress,
     "IngressClass": _validate_ingress_class,
+    "PodDisruptionBudget": _validate_pdb,
 }
 
 

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from corral.api import printing
 from corral.api.resources import ResourceType
-from corral.apiserver import protobuf
+from corral.apiserver import eviction, protobuf
 from corral.apiserver import status as st
 from corral.apiserver.bodies import MAX_BODY_BYTES, BodyError, decode_body
 from corral.apiserver.nodeproxy import NodeDirectory
@@ -178,6 +178,11 @@ class ResourceHandlers:
             return await self.pod_streams.exec(request, t.rt, t.namespace, t.name)
         if t.subresource == "binding" and method == "POST" and t.name:
             return await self._bind(request, t)
+        if t.subresource == "eviction" and method == "POST" and t.name and t.namespace:
+            body = await read_body(request, BODY_TYPES)
+            opts = write_options(request)
+            code, answer, notes = await eviction.evict(self.api, t.namespace, t.name, body, opts)
+            return json_response(answer, code, _warning_headers(notes))
         if t.subresource in ("log", "exec", "portforward", "attach", "eviction", "binding"):
             raise st.ApiError(
                 405,

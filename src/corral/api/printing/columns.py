@@ -286,6 +286,11 @@ _INGRESS_PORTS: Final = "Ports of TLS configurations that open"
 _INGRESS_CLASS_CONTROLLER: Final = "Controller that is responsible for handling this class"
 _INGRESS_CLASS_PARAMETERS: Final = "A reference to a resource with additional parameters"
 
+# PodDisruptionBudget columns carry hand-written descriptions upstream.
+_PDB_MIN_AVAILABLE: Final = "The minimum number of pods that must be available."
+_PDB_MAX_UNAVAILABLE: Final = "The maximum number of pods that may be unavailable."
+_PDB_ALLOWED_DISRUPTIONS: Final = "Calculated number of pods that may be disrupted at this time."
+
 
 def _col(name: str, typ: str, description: str, *, priority: int = 0, fmt: str = "") -> dict[str, Any]:
     # Key order is Go's field order in TableColumnDefinition, so encoded bodies read like upstream's.
@@ -434,6 +439,13 @@ COLUMNS: Final[dict[str, list[dict[str, Any]]]] = {
     "ConfigMap": [
         _col("Name", "string", _NAME, fmt="name"),
         _col("Data", "string", _CONFIG_MAP_DATA),
+        _col("Age", "string", _AGE),
+    ],
+    "PodDisruptionBudget": [
+        _col("Name", "string", _NAME, fmt="name"),
+        _col("Min Available", "string", _PDB_MIN_AVAILABLE),
+        _col("Max Unavailable", "string", _PDB_MAX_UNAVAILABLE),
+        _col("Allowed Disruptions", "integer", _PDB_ALLOWED_DISRUPTIONS),
         _col("Age", "string", _AGE),
     ],
     "Lease": [

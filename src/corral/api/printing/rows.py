@@ -630,6 +630,26 @@ def _lease(obj: JSON, ctx: _Ctx, api_version: str) -> list[Cell]:
     return [name, _s(_d(obj.get("spec")).get("holderIdentity")), age]
 
 
+# --- PodDisruptionBudget ------------------------------------------------------------------------------
+
+
+def _int_or_string(value: Any) -> str:
+    """``IntOrString.String()``; an unset field prints ``N/A``."""
+    if value is None:
+        return "N/A"
+    if isinstance(value, str):
+        return value
+    return str(_i(value))
+
+
+def _pdb(obj: JSON, ctx: _Ctx, api_version: str) -> list[Cell]:
+    name, age = _name_age(obj, ctx)
+    spec = _d(obj.get("spec"))
+    allowed = _i(_d(obj.get("status")).get("disruptionsAllowed"))
+    min_available = _int_or_string(spec.get("minAvailable"))
+    return [name, min_available, _int_or_string(spec.get("maxUnavailable")), allowed, age]
+
+
 # --- Nodes and events ----------------------------------------------------------------------------------
 
 _ROLE_PREFIX: Final = "node-role.kubernetes.io/"
@@ -865,6 +885,7 @@ PRINTERS: Final[dict[str, Printer]] = {
     "ServiceAccount": _serviceaccount,
     "Namespace": _namespace,
     "Lease": _lease,
+    "PodDisruptionBudget": _pdb,
     "Node": _node,
     "Event": _event,
     "HorizontalPodAutoscaler": _hpa,
