@@ -1,7 +1,8 @@
 """The cluster CA and the API server's serving certificate, generated on first start with ``cryptography``.
 
 Files live in ``<data-dir>/pki/``: ``ca.crt``, ``ca.key``, ``server.crt``, ``server.key`` (keys 0600). They
-are reused on later starts; the serving certificate is re-issued when the wanted host names change. EC P-256
+are reused on later starts; the serving certificate is re-issued (signed by the same CA, so joined agents and
+kubeconfigs stay valid) when it does not cover every wanted name, e.g. a new ``--advertise-address``. EC P-256
 keys keep generation fast (milliseconds) and handshakes cheap.
 """
 
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import ipaddress
 import os
 import socket
 import ssl
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CA_VALIDITY = datetime.timedelta(days=3650)
 SERVER_VALIDITY = datetime.timedelta(days=825)
+SIOCGIFADDR = 0x8915
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +58,35 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def default_sans(extra: list[str] | None = None) -> list[str]:
+    """Loopback, the host names, and ``extra`` (listen and advertise addresses).
+
+    A wildcard listen address (``0.0.0.0``/``::``) stands for every local address, so then those are all
+    added: agents on other machines reach the server at one of them, and must be able to verify it there."""
     names = ["127.0.0.1", "::1", "localhost", socket.gethostname()]
     with contextlib.suppress(OSError):
         names.append(socket.getfqdn())
     for name in extra or []:
-        if name not in ("0.0.0.0", "::"):
+        if name in ("0.0.0.0", "::"):
+            names.extend(local_addresses())
+        else:
             names.append(name)
     return sorted(set(n for n in names if n))
+
+
+def local_addresses() -> list[str]:
+    """The machine's IPv4 and IPv6 interface addresses (Linux: ioctl and /proc; elsewhere: none)."""
+    found: list[str] = []
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, ifname in socket.if_nameindex():
+            request = struct.pack("256s", ifname.encode()[:15])
+            with contextlib.suppress(OSError):
+                answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, request)
+                found.append(socket.inet_ntoa(answer[20:24]))
+    with contextlib.suppress(OSError), open("/proc/net/if_inet6") as table:
+        for line in table:
+            raw = line.split()[0]
+            found.append(str(ipaddress.IPv6Address(bytes.fromhex(raw))))
+    return [a for a in found if not ipaddress.ip_address(a).is_link_local]
 
 
 def _san_entries(names: list[str]) -> list[x509.GeneralName]:

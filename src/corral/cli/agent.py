@@ -10,6 +10,10 @@ of ``corral up``'s built-in node.
 On SIGTERM or Ctrl-C the agent stops and, by default, leaves its pods' processes running: the next agent
 started on the same data dir adopts them. ``--stop-workloads-on-exit`` stops them instead.
 
+Joining with a join token (``--token <id>.<secret> --ca-hash sha256:...``, as ``corral token create`` prints
+it) verifies the server first and trades the token for a node credential kept in the data dir
+(``cli/join.py``); the node may then do only what node authorization allows (``apiserver/nodeauth.py``).
+
 Not yet: the API server cannot reach a joined agent, so ``logs`` and ``exec`` for its pods answer 503.
 """
 
@@ -28,8 +32,10 @@ from urllib.parse import urlsplit
 
 import typer
 
+from corral.apiserver.jointokens import normalize_ca_hash
 from corral.apiserver.status import ApiError
 from corral.cli.errors import CliError
+from corral.cli.join import JoinOptions, node_access
 from corral.cli.output import Printer
 from corral.cli.up import (
     DnsPortOption,
@@ -227,6 +233,15 @@ def agent(
             "--insecure-skip-tls-verify", help="Do not verify the server's certificate (testing only)."
         ),
     ] = False,
+    ca_hash: Annotated[
+        str | None,
+        typer.Option(
+            "--ca-hash",
+            help="sha256:<hex> of the cluster CA's public key (from `corral token create`): the server must "
+            "prove it has a certificate of that CA before the token is sent.",
+            show_default=False,
+        ),
+    ] = None,
     name: Annotated[
         str | None, typer.Option("--name", help="Node name (default: the host name).", show_default=False)
     ] = None,
@@ -287,6 +302,13 @@ def agent(
 
     if ca_file is not None and insecure:
         raise CliError("specify a root certificates file (--ca-file) or --insecure-skip-tls-verify, not both")
+    pinned = None
+    if ca_hash is not None:
+        pinned = normalize_ca_hash(ca_hash)
+        if pinned is None:
+            raise CliError(f"--ca-hash must be sha256:<64 hex digits>, got {ca_hash!r}")
+        if ca_file is not None or insecure:
+            raise CliError("--ca-hash replaces --ca-file and --insecure-skip-tls-verify: give only one")
     if not server.startswith(("https://", "http://")):
         raise CliError(f"--server must be an http:// or https:// URL, got {server!r}")
     check_volume_mode(volume_mode)
@@ -308,12 +330,17 @@ def agent(
     try:
         _claim(directory, node_name)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            access = runner.run(
+                node_access(
+                    JoinOptions(server.rstrip("/"), token, ca_pem, pinned, insecure, node_name, directory)
+                )
+            )
             runner.run(
                 run_agent(
-                    server.rstrip("/"),
-                    token,
-                    ca_pem,
-                    insecure,
+                    access.server,
+                    access.token,
+                    access.ca_pem,
+                    access.insecure,
                     node_name,
                     address or default_address(server),
                     directory,

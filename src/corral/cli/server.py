@@ -1,0 +1,94 @@
+"""``corral server``: the control plane alone (API server, store, controllers, scheduler) for agents to join.
+
+The same process as ``corral up`` without the built-in node unless ``--with-agent``. It writes
+``<data-dir>/kubeconfig`` the same way. Machines join with the command ``corral token create`` prints.
+``--advertise-address`` names the addresses agents reach the server at: each goes into the serving
+certificate (re-issued by the same CA when one is missing) and the first is the URL published in
+``kube-public/cluster-info``, which the join command carries. When the server listens on all addresses
+(``--host 0.0.0.0``) and no address is advertised, every local address is in the certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from corral.cli.kubeconfig import DataDirOption
+from corral.cli.output import Printer
+from corral.cli.up import (
+    DnsPortOption,
+    HostOption,
+    IngressPortOption,
+    KeepWorkloadsOption,
+    MaxPodsOption,
+    MetricsIntervalOption,
+    NodeNameOption,
+    PortOption,
+    StoreOption,
+    VerboseOption,
+    VolumeModeOption,
+    _loop_factory,
+    check_volume_mode,
+    configure_logging,
+    port_or_off,
+    serve,
+)
+
+
+def server(
+    data_dir: DataDirOption = None,
+    port: PortOption = 6443,
+    host: HostOption = "127.0.0.1",
+    advertise_address: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--advertise-address",
+            help="Address agents reach this server at (repeatable): added to the serving certificate; "
+            "the first is the URL in join commands (default: the listen address).",
+            show_default=False,
+        ),
+    ] = None,
+    with_agent: Annotated[
+        bool, typer.Option("--with-agent", help="Also run a node on this machine (as `corral up` does).")
+    ] = False,
+    store: StoreOption = None,
+    verbose: VerboseOption = 0,
+    node_name: NodeNameOption = None,
+    max_pods: MaxPodsOption = 110,
+    keep_workloads: KeepWorkloadsOption = False,
+    dns_port: DnsPortOption = 10053,
+    ingress_port: IngressPortOption = 10080,
+    metrics_interval: MetricsIntervalOption = 5.0,
+    volume_mode: VolumeModeOption = "auto",
+) -> None:
+    """Run the control plane for agents to join (`corral token create` prints the join command)."""
+    from corral.server import ServerConfig, default_data_dir
+
+    configure_logging(verbose)
+    directory: Path = (data_dir or default_data_dir()).expanduser()
+    config = ServerConfig(
+        data_dir=directory,
+        host=host,
+        port=port,
+        store=store,
+        node_name=node_name,
+        agent=with_agent,
+        keep_workloads=keep_workloads,
+        max_pods=max_pods,
+        dns_port=port_or_off(dns_port),
+        ingress_port=port_or_off(ingress_port),
+        metrics_interval=metrics_interval,
+        volume_mode=volume_mode,
+        advertise_addresses=tuple(advertise_address or ()),
+    )
+    if with_agent:
+        check_volume_mode(volume_mode)
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(serve(config, Printer()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(server)
