@@ -11,6 +11,7 @@ import base64
 import contextlib
 import dataclasses
 import gc
+import ipaddress
 import logging
 import os
 import re
@@ -24,17 +25,21 @@ from aiohttp import web
 
 from corral.agent.agent import Agent, AgentConfig
 from corral.agent.runtimes.process import ProcessRuntime
+from corral.api.defaults import DEFAULT_TOLERATION_SECONDS, set_default_toleration_seconds
 from corral.api.resources import REGISTRY
 from corral.apiserver import status as st
 from corral.apiserver.app import ApiServerApp
 from corral.apiserver.auth import TokenAuthenticator, admin_token, load_or_create_tokens
+from corral.apiserver.joining import JoinHandler, publish_cluster_info
+from corral.apiserver.jointokens import JOIN_PATH
 from corral.apiserver.nodeproxy import NodeDirectory
 from corral.apiserver.rest import ResourceAPI
-from corral.apiserver.tls import default_sans, ensure_pki
+from corral.apiserver.tls import default_sans, ensure_pki, local_addresses
 from corral.client.local import LocalTransport
 from corral.controllers.catalog import all_controllers
 from corral.controllers.hpa import DataPlaneMetrics
 from corral.controllers.leader import LeaderElector
+from corral.controllers.nodelifecycleplan import LifecycleConfig
 from corral.controllers.runtime import ControllerManager
 from corral.observability import track_proxy, track_store
 from corral.proxy.node import NodeDataPlane, open_dataplane
@@ -87,6 +92,12 @@ class ServerConfig:
     readiness_warmup: bool = True
     """Probe readiness every 50 ms until the first success (False: the kubelet's timing; benchmarks)."""
     volume_mode: str = "auto"
+    pod_eviction_timeout: int = DEFAULT_TOLERATION_SECONDS
+    """Seconds pods tolerate an unreachable / not-ready node before eviction: the tolerationSeconds API
+    defaulting gives pods, and the node lifecycle controller's fallback (upstream: 300)."""
+    advertise_addresses: tuple[str, ...] = ()
+    """Addresses agents reach the server at: added to the serving certificate; the first one is the URL
+    published in ``kube-public/cluster-info`` (what ``corral token create`` prints)."""
     """The built-in agent's volume mode: ``auto``, ``namespace`` or ``sandbox`` (see ``AgentConfig``)."""
 
 
@@ -119,6 +130,7 @@ class CorralServer:
         self.url = ""
         self.kubeconfig_path = config.data_dir / "kubeconfig"
         self.token: str | None = None
+        self.advertise_url = ""
         self.nodes = NodeDirectory()
         self.agent: Agent | None = None
         self.dataplane: NodeDataPlane | None = None
@@ -134,21 +146,23 @@ class CorralServer:
             cfg.store or str(cfg.data_dir / "state.db"), key_file=cfg.data_dir / ENCRYPTION_KEY_FILE
         )
         track_store(self.store)
+        set_default_toleration_seconds(self.config.pod_eviction_timeout)
         self.api = ResourceAPI(self.store)
         await bootstrap(self.api)
         authenticator = None
         if cfg.auth:
             tokens = load_or_create_tokens(cfg.data_dir / "tokens")
             self.token = admin_token(tokens)
-            authenticator = TokenAuthenticator(tokens)
+            authenticator = TokenAuthenticator(tokens, self.api)
         ssl_context = None
         ca_pem = None
         if cfg.tls:
-            pki = ensure_pki(cfg.data_dir / "pki", default_sans([cfg.host]))
+            pki = ensure_pki(cfg.data_dir / "pki", default_sans([cfg.host, *cfg.advertise_addresses]))
             ssl_context = pki.server_context()
             ca_pem = pki.ca_pem()
         app = ApiServerApp(self.api, authenticator, f"{cfg.host}:{cfg.port}", self.nodes).build()
         app.router.add_post(ROTATE_KEY_PATH, self._rotate_key)
+        app.router.add_post(JOIN_PATH, JoinHandler(self.api))
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(
@@ -164,6 +178,10 @@ class CorralServer:
         display_host = f"[{host}]" if ":" in host else host
         self.url = f"{scheme}://{display_host}:{port}"
         self.write_kubeconfig(ca_pem)
+        advertised = next(iter(cfg.advertise_addresses), None) or _reachable_address(cfg.host) or host
+        self.advertise_url = f"{scheme}://{f'[{advertised}]' if ':' in advertised else advertised}:{port}"
+        if ca_pem is not None:
+            await publish_cluster_info(self.api, self.advertise_url, ca_pem)
         await self._start_node(host)
         # Everything loaded so far (the stored objects, schemas, modules) lives as long as the process:
         # moving it out of the collector's generations keeps full collections from rescanning it.
@@ -224,7 +242,10 @@ class CorralServer:
         async def lead() -> None:
             manager = ControllerManager(transport, clock)
             traffic = DataPlaneMetrics(lambda: [self.dataplane.traffic()] if self.dataplane else [], clock)
-            for controller in all_controllers(transport, clock, traffic, self.config.hpa_sync_period):
+            lifecycle = LifecycleConfig(default_toleration_seconds=self.config.pod_eviction_timeout)
+            for controller in all_controllers(
+                transport, clock, traffic, self.config.hpa_sync_period, node_lifecycle=lifecycle
+            ):
                 manager.add(controller)
             await manager.run()
 
@@ -266,6 +287,13 @@ class CorralServer:
             await asyncio.Event().wait()
         finally:
             await self.stop()
+
+
+def _reachable_address(listen: str) -> str | None:
+    """For a wildcard listen address, the first non-loopback local address: what join commands carry."""
+    if listen not in ("0.0.0.0", "::"):
+        return None
+    return next((a for a in local_addresses() if not ipaddress.ip_address(a).is_loopback), None)
 
 
 async def bootstrap(api: ResourceAPI) -> None:

@@ -98,7 +98,7 @@ from corral.observability.registry import (
     AGENT_CONTAINER_STARTS,
     AGENT_POD_STARTS,
 )
-from corral.util.clock import Clock, SystemClock
+from corral.util.clock import Clock, SystemClock, parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ JSON = dict[str, Any]
 PORTS_ANNOTATION = "corral.dev/ports"
 BACKOFF_BASE_ANNOTATION = "corral.dev/restart-backoff-base"
 BACKOFF_CAP_ANNOTATION = "corral.dev/restart-backoff-cap"
-HEARTBEAT_SECONDS = 10.0
+HEARTBEAT_SECONDS = 2.0  # Lease renewal; the node lifecycle controller's grace period is 10 s (node.py)
 NODE_STATUS_SECONDS = 60.0
 SWEEP_SECONDS = 30.0
 WORKERS = 4
@@ -219,6 +219,10 @@ class Agent:
             asyncio.create_task(self._worker(), name=f"agent-worker-{i}") for i in range(self.config.workers)
         ]
         await self.pods.wait_synced()
+        # Only now report Ready: first stop what this node should no longer run (pods deleted or moved
+        # while the agent was away were replaced elsewhere), so a returning node never adds replicas.
+        await self._stop_unwanted(self.pods.list())
+        await self._post_node_status()
         track_agent(self)
         self.ready.set()
 
@@ -253,22 +257,30 @@ class Agent:
                 raise
             node = await self.transport.create(NODES, None, node_object(name, self.facts))
         self._node_uid = node["metadata"]["uid"]
-        await self._post_node_status(node)
+        # No status yet: ``start`` reports Ready once the pods this node should not run are stopped.
 
     async def _post_node_status(self, node: JSON | None = None) -> None:
-        if node is None:
-            node = await self.transport.get(NODES, None, self.config.node_name)
-        updated = copy.deepcopy(node)
-        updated["status"] = node_status(
-            self.facts,
-            self.config.address,
-            self.clock.now(),
-            node.get("status"),
-            max_pods=self.config.max_pods,
-        )
-        self._node_status = await self.transport.update(
-            NODES, None, self.config.node_name, updated, subresource="status"
-        )
+        for attempt in range(3):
+            if node is None:
+                node = await self.transport.get(NODES, None, self.config.node_name)
+            updated = copy.deepcopy(node)
+            updated["status"] = node_status(
+                self.facts,
+                self.config.address,
+                self.clock.now(),
+                node.get("status"),
+                max_pods=self.config.max_pods,
+            )
+            try:
+                self._node_status = await self.transport.update(
+                    NODES, None, self.config.node_name, updated, subresource="status"
+                )
+                return
+            except st.ApiError as exc:
+                # The node lifecycle controller writes the Node too (taints, conditions): read it again.
+                if exc.reason != "Conflict" or attempt == 2:
+                    raise
+                node = None
 
     async def _renew_lease(self) -> None:
         lease = lease_object(self.config.node_name, self._node_uid, self.clock.now())
@@ -288,14 +300,67 @@ class Agent:
         while True:
             try:
                 await self._renew_lease()
-                if self.clock.monotonic() - last_status >= NODE_STATUS_SECONDS:
+                node = await self.transport.get(NODES, None, self.config.node_name)
+                if self.ready.is_set() and not _reported_ready(node):
+                    # The node lifecycle controller gave up on us (Ready Unknown): our pods were evicted and
+                    # marked NotReady meanwhile. Stop what was replaced, re-post pod statuses, then Ready.
+                    await self._stop_unwanted(await self._fresh_pods())
                     await self._post_node_status()
+                    last_status = self.clock.monotonic()
+                elif self.ready.is_set() and self.clock.monotonic() - last_status >= NODE_STATUS_SECONDS:
+                    await self._post_node_status(node)
                     last_status = self.clock.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the API may be briefly away; the next beat retries
                 log.warning("heartbeat failed: %s", exc)
             await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    async def _fresh_pods(self) -> list[JSON]:
+        """This node's pods as the API has them now (the informer may still be catching up after a gap),
+        plus those the informer already has from after that list (bound meanwhile, maybe started)."""
+        found = await self.transport.list(PODS, None, field_selector=f"spec.nodeName={self.config.node_name}")
+        pods = {p["metadata"]["uid"]: p for p in found.items}
+        with contextlib.suppress(ValueError):
+            listed_at = int(found.resource_version)
+            for pod in self.pods.list():
+                if int(pod["metadata"].get("resourceVersion") or 0) > listed_at:
+                    pods[pod["metadata"]["uid"]] = pod
+        return list(pods.values())
+
+    async def _stop_unwanted(self, pods: list[JSON]) -> None:
+        """Stop every local container of a pod not in ``pods`` (deleted, or bound elsewhere) or being deleted,
+        and wait until they have stopped; then have every pod's status written again."""
+        live = {
+            str(pod["metadata"]["uid"]): pod
+            for pod in pods
+            if (pod.get("spec") or {}).get("nodeName") == self.config.node_name
+        }
+        for uid in [u for u in self._state if u not in live]:
+            log.info("stopping containers of pod %s, which is gone", uid)
+            await self._forget(uid)
+        statuses = await self.runtime.list()
+        for uid in {s.id.pod_uid for s in statuses} - set(live):
+            await self._forget(uid)
+        now = self.clock.now()
+        stopping: list[asyncio.Task[None]] = []
+        for status in statuses:
+            pod = live.get(status.id.pod_uid)
+            deleted = (pod or {}).get("metadata", {}).get("deletionTimestamp")
+            if pod is None or not deleted or status.state is not ContainerState.RUNNING:
+                continue
+            # Deleted while we were away: the grace period ran from the delete, so what is left of it.
+            grace = max(0.0, (parse_rfc3339(deleted) - now).total_seconds())
+            task = self._stopping.get(status.id)
+            if task is None:
+                state = self._pod_state(status.id.pod_uid, object_key(pod))
+                task = self._stopping[status.id] = asyncio.create_task(self._stop(state, status.id, grace))
+            stopping.append(task)
+        await asyncio.gather(*stopping, return_exceptions=True)
+        for state in self._state.values():
+            state.last_status = None  # the controller may have marked them NotReady: write them again
+        for pod in live.values():
+            self.queue.add(object_key(pod))
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -938,6 +1003,13 @@ class Agent:
                 500, "InternalError", f"error executing command in container: {exc.message}"
             ) from exc
         return result.exit_code
+
+
+def _reported_ready(node: JSON) -> bool:
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
 
 
 def _probe_outcome(prober: ContainerProber) -> ProbeOutcome:

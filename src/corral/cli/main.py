@@ -4,7 +4,8 @@
 ``Error from server (...)`` line on stderr and a non-zero exit; never a traceback (set ``CORRAL_DEBUG=1``
 to get one). Verb modules: ``up`` (server), ``kubeconfig``, ``resources`` (apply/get/delete), ``describe``,
 ``pods`` (logs/exec), ``rollout`` (rollout status/history/undo/restart/pause/resume, scale),
-``agent`` (join a node), ``top`` (resource usage).
+``agent`` (join a node), ``server`` (control plane only), ``token`` (join tokens), ``top`` (resource
+usage).
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from corral.cli import (
     create,
     describe,
     kubeconfig,
+    nodes,
     pods,
     resources,
     rollout,
     secrets,
+    server,
+    token,
     top,
     up,
 )
@@ -57,9 +61,12 @@ describe.register(app)
 pods.register(app)
 rollout.register(app)
 agent.register(app)
+server.register(app)
+token.register(app)
 secrets.register(app)
 top.register(app)
 autoscale.register(app)
+nodes.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

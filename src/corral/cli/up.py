@@ -48,6 +48,16 @@ MetricsIntervalOption = Annotated[
     ),
 ]
 
+PodEvictionTimeoutOption = Annotated[
+    int,
+    typer.Option(
+        "--pod-eviction-timeout",
+        min=0,
+        help="Seconds pods stay on an unreachable or not-ready node before they are evicted and replaced "
+        "(the default tolerationSeconds of new pods; Kubernetes: 300).",
+    ),
+]
+
 
 VolumeModeOption = Annotated[
     str,
@@ -56,6 +66,31 @@ VolumeModeOption = Annotated[
         help="Where pod volumes appear: 'namespace' (at their real mountPath, in a private mount "
         "namespace per container; root on Linux), 'sandbox' (under the pod's sandbox, $CORRAL_VOLUMES), "
         "or 'auto' (namespace when possible).",
+    ),
+]
+
+
+# The listener and the built-in node, shared by `corral up` and `corral server`.
+PortOption = Annotated[
+    int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).", min=0, max=65535)
+]
+HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
+StoreOption = Annotated[
+    str | None, typer.Option("--store", hidden=True, help="'memory' or a SQLite path (tests).")
+]
+VerboseOption = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
+]
+NodeNameOption = Annotated[
+    str | None, typer.Option("--node-name", help="Name of the built-in node (default: the host name).")
+]
+MaxPodsOption = Annotated[
+    int, typer.Option("--max-pods", min=1, help="Pods the built-in node accepts (Kubernetes default 110).")
+]
+KeepWorkloadsOption = Annotated[
+    bool,
+    typer.Option(
+        "--keep-workloads", help="On stop, leave pod processes running; the next `corral up` adopts them."
     ),
 ]
 
@@ -134,34 +169,18 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def up(
     data_dir: DataDirOption = None,
-    port: Annotated[
-        int, typer.Option("--port", "-p", help="Port to listen on (0 picks a free one).", min=0, max=65535)
-    ] = 6443,
-    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    store: Annotated[
-        str | None, typer.Option("--store", hidden=True, help="'memory' or a SQLite path (tests).")
-    ] = None,
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More logging (-v info, -vv debug).")
-    ] = 0,
-    node_name: Annotated[
-        str | None, typer.Option("--node-name", help="Name of the built-in node (default: the host name).")
-    ] = None,
-    max_pods: Annotated[
-        int,
-        typer.Option("--max-pods", min=1, help="Pods the built-in node accepts (Kubernetes default 110)."),
-    ] = 110,
-    keep_workloads: Annotated[
-        bool,
-        typer.Option(
-            "--keep-workloads",
-            help="On stop, leave pod processes running; the next `corral up` adopts them.",
-        ),
-    ] = False,
+    port: PortOption = 6443,
+    host: HostOption = "127.0.0.1",
+    store: StoreOption = None,
+    verbose: VerboseOption = 0,
+    node_name: NodeNameOption = None,
+    max_pods: MaxPodsOption = 110,
+    keep_workloads: KeepWorkloadsOption = False,
     dns_port: DnsPortOption = 10053,
     ingress_port: IngressPortOption = 10080,
     metrics_interval: MetricsIntervalOption = 5.0,
     volume_mode: VolumeModeOption = "auto",
+    pod_eviction_timeout: PodEvictionTimeoutOption = 5,
 ) -> None:
     """Run Corral (API server and all) in the foreground; writes a kubeconfig into the data dir."""
     from corral.server import ServerConfig, default_data_dir  # heavy imports: only `up` pays for them
@@ -180,6 +199,7 @@ def up(
         ingress_port=port_or_off(ingress_port),
         metrics_interval=metrics_interval,
         volume_mode=volume_mode,
+        pod_eviction_timeout=pod_eviction_timeout,
     )
     check_volume_mode(volume_mode)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
