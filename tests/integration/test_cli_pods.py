@@ -482,7 +482,7 @@ def test_describe_pod_sections(cluster: Cluster, ns: str, node_name: str) -> Non
         r"^    State:          Running\n      Started:      \w{3}, \d\d \w{3} \d{4} ", out, re.M
     ), out
     assert re.search(
-        r"^Tolerations:\s+node\.kubernetes\.io/not-ready:NoExecute op=Exists for 300s$", out, re.M
+        r"^Tolerations:\s+node\.kubernetes\.io/not-ready:NoExecute op=Exists for 5s$", out, re.M
     )
     at = lines.index("Events:")
     assert lines[at + 1].split() == ["Type", "Reason", "Age", "From", "Message"]
