@@ -26,6 +26,7 @@ from corral.cli.up import (
     MaxPodsOption,
     MetricsIntervalOption,
     NodeNameOption,
+    PodEvictionTimeoutOption,
     PortOption,
     StoreOption,
     VerboseOption,
@@ -63,6 +64,7 @@ def server(
     ingress_port: IngressPortOption = 10080,
     metrics_interval: MetricsIntervalOption = 5.0,
     volume_mode: VolumeModeOption = "auto",
+    pod_eviction_timeout: PodEvictionTimeoutOption = 5,
 ) -> None:
     """Run the control plane for agents to join (`corral token create` prints the join command)."""
     from corral.server import ServerConfig, default_data_dir
@@ -83,6 +85,7 @@ def server(
         metrics_interval=metrics_interval,
         volume_mode=volume_mode,
         advertise_addresses=tuple(advertise_address or ()),
+        pod_eviction_timeout=pod_eviction_timeout,
     )
     if with_agent:
         check_volume_mode(volume_mode)
