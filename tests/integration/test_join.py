@@ -10,149 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from aiohttp import web
 
 from corral.apiserver import jointokens as jt
 from corral.apiserver.tls import ensure_pki
-
-CLI = [sys.executable, "-m", "corral.cli.main"]
-DEADLINE = 30.0
-KUBECTL = shutil.which("kubectl")
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = DEADLINE) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-class Lines:
-    """A process's stdout lines, read on a thread so a test can wait for one with a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.seen: list[str] = []
-        self._cond = threading.Condition()
-        self._done = False
-        assert proc.stdout is not None
-        threading.Thread(target=self._pump, args=(proc.stdout,), daemon=True).start()
-
-    def _pump(self, stream: Any) -> None:
-        for line in stream:
-            with self._cond:
-                self.seen.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._done = True
-            self._cond.notify_all()
-
-    def wait_for(self, pattern: str, timeout: float = DEADLINE) -> re.Match[str]:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.seen:
-                    if match := regex.search(line):
-                        return match
-                remaining = deadline - time.monotonic()
-                if self._done or remaining <= 0:
-                    raise AssertionError(f"no line matching {pattern!r}; saw {self.seen}")
-                self._cond.wait(remaining)
-
-
-def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
-    """Signal the process we started, by its PID, and reap it (SIGKILL when it lingers)."""
-    if proc.poll() is None:
-        os.kill(proc.pid, sig)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
-    return proc.returncode
-
-
-@dataclass
-class Cluster:
-    root: Path
-    env: dict[str, str]
-    kubeconfig: Path = field(default_factory=Path)
-    url: str = ""
-    join: list[str] = field(default_factory=list)
-    agents: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
-
-    def corral(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*CLI, *args], capture_output=True, text=True, timeout=DEADLINE, env=self.env, check=False
-        )
-
-    def kubectl(self, *args: str, kubeconfig: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        assert KUBECTL is not None
-        return subprocess.run(
-            [KUBECTL, "--kubeconfig", str(kubeconfig or self.kubeconfig), *args],
-            capture_output=True, text=True, timeout=DEADLINE, input=stdin, env=self.env, check=False,
-        )  # fmt: skip
-
-    def token_create(self, *extra: str) -> list[str]:
-        done = self.corral("token", "create", "--kubeconfig", str(self.kubeconfig), *extra)
-        assert done.returncode == 0, done
-        return done.stdout.split()
-
-    def agent_args(self, join: list[str], name: str, address: str) -> list[str]:
-        assert join[:2] == ["corral", "agent"]
-        return [
-            *CLI, *join[1:], "--name", name, "--address", address, "--data-dir", str(self.root / name),
-            "--dns-port", "-1", "--ingress-port", "-1", "--metrics-port", "-1", "--stop-workloads-on-exit",
-        ]  # fmt: skip
-
-    def run_agent(self, join: list[str], name: str, address: str) -> subprocess.CompletedProcess[str]:
-        """An agent expected to refuse: it must exit by itself."""
-        return subprocess.run(
-            self.agent_args(join, name, address), capture_output=True, text=True, timeout=DEADLINE,
-            env=self.env, check=False,
-        )  # fmt: skip
-
-    def start_agent(self, join: list[str], name: str, address: str) -> Lines:
-        proc = subprocess.Popen(
-            self.agent_args(join, name, address), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=self.env,
-        )  # fmt: skip
-        self.agents[name] = proc
-        lines = Lines(proc)
-        lines.wait_for(rf"^Corral agent is running as node {name} \(address {re.escape(address)}, ")
-        return lines
-
-    def node(self, name: str) -> dict[str, Any] | None:
-        done = self.kubectl("get", "node", name, "-o", "json")
-        return json.loads(done.stdout) if done.returncode == 0 else None
-
-    def ready(self, name: str) -> bool | None:
-        conditions = ((self.node(name) or {}).get("status") or {}).get("conditions") or []
-        return True if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
-
+from tests.integration.clusterkit import KUBECTL, Cluster, eventually, stop
 
 NAMES = {"j1": "127.0.0.2", "j2": "127.0.0.3", "j3": "127.0.0.4"}
 
@@ -161,30 +31,14 @@ NAMES = {"j1": "127.0.0.2", "j2": "127.0.0.3", "j3": "127.0.0.4"}
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if KUBECTL is None:
         pytest.skip("kubectl is not installed")
-    root = tmp_path_factory.mktemp("join")
-    home = root / "home"
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "CORRAL_DATA_DIR", "CORRAL_DEBUG")}
-    env.update(
-        HOME=str(home), CORRAL_DATA_DIR=str(home / "no-corral-here"), NO_COLOR="1", PYTHONUNBUFFERED="1"
-    )
-    c = Cluster(root, env)
-    server = subprocess.Popen(
-        [*CLI, "server", "--data-dir", str(root / "server"), "--port", "0", "--dns-port", "-1",
-         "--ingress-port", "-1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )  # fmt: skip
+    c = Cluster.create(tmp_path_factory.mktemp("join"))
     try:
-        match = Lines(server).wait_for(r"^Corral is ready at (\S+) — kubeconfig: (\S+)$")
-        c.url, c.kubeconfig = match.group(1), Path(match.group(2))
-        c.join = c.token_create("--ttl", "1h")
+        c.start_server()
         for name, address in NAMES.items():
             c.start_agent(c.join, name, address)
         yield c
     finally:
-        for proc in c.agents.values():
-            stop(proc)
-        stop(server)
+        c.close()
 
 
 def test_token_create_prints_the_join_command(cluster: Cluster) -> None:

@@ -64,7 +64,9 @@ def server(
     ingress_port: IngressPortOption = 10080,
     metrics_interval: MetricsIntervalOption = 5.0,
     volume_mode: VolumeModeOption = "auto",
-    pod_eviction_timeout: PodEvictionTimeoutOption = 5,
+    # 4 s, not `corral up`'s 5 s: with the 10 s grace period and a 2 s Lease renewal, a dead node's
+    # replicas are Ready elsewhere within 15 s even when it died just after a renewal (docs/nodes.md).
+    pod_eviction_timeout: PodEvictionTimeoutOption = 4,
 ) -> None:
     """Run the control plane for agents to join (`corral token create` prints the join command)."""
     from corral.server import ServerConfig, default_data_dir
