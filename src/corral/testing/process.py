@@ -28,6 +28,8 @@ class ServerProcess:
     hpa_sync_period: float | None = None
     kubelet_probe_timing: bool = False
     """Readiness probed once per period from the start, as the kubelet (no warm-up; for benchmarks)."""
+    agent: bool = True
+    """False: control plane only (``--no-agent``), no built-in node; for hollow-node tests and benchmarks."""
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         cmd = [
@@ -51,6 +53,8 @@ class ServerProcess:
             cmd += ["--hpa-sync-period", str(self.hpa_sync_period)]
         if self.kubelet_probe_timing:
             cmd += ["--kubelet-probe-timing"]
+        if not self.agent:
+            cmd += ["--no-agent"]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         )

@@ -31,6 +31,7 @@ async def _main(args: argparse.Namespace) -> None:
             metrics_interval=args.metrics_interval,
             hpa_sync_period=args.hpa_sync_period,
             readiness_warmup=not args.kubelet_probe_timing,
+            agent=not args.no_agent,
         )
     )
     await server.start()
@@ -58,6 +59,9 @@ def main() -> None:
     parser.add_argument("--hpa-sync-period", type=float, default=5.0, help="seconds between HPA syncs")
     parser.add_argument(
         "--kubelet-probe-timing", action="store_true", help="no 50 ms readiness warm-up (benchmarks)"
+    )
+    parser.add_argument(
+        "--no-agent", action="store_true", help="control plane only: no built-in node (scheduler benchmarks)"
     )
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
