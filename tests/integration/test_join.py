@@ -197,6 +197,16 @@ def test_a_node_may_not_write_another_node(cluster: Cluster) -> None:
     assert secrets.returncode == 1 and 'cannot list resource "secrets"' in secrets.stderr, secrets
     admin_ops = cluster.kubectl("create", "namespace", "mine", kubeconfig=own)
     assert admin_ops.returncode == 1 and "(Forbidden)" in admin_ops.stderr
+    # Creating another node's Lease (the name is in the body, checked on the decoded object) is refused.
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "someone-else", "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": "someone-else"},
+    }
+    forged = cluster.kubectl("create", "-f", "-", stdin=json.dumps(lease), kubeconfig=own)
+    assert forged.returncode == 1 and "(Forbidden)" in forged.stderr, forged
+    assert "someone-else" not in cluster.kubectl("get", "leases", "-n", "kube-node-lease").stdout
 
 
 def test_a_restarted_agent_needs_no_join_token(cluster: Cluster) -> None:

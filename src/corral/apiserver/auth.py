@@ -17,7 +17,6 @@ constant-time.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import hmac
 import os
@@ -27,9 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import orjson
 from aiohttp import web
-from aiohttp.streams import StreamReader
 
 from corral.api.resources import REGISTRY, ResourceType
 from corral.apiserver import jointokens as jt
@@ -43,7 +40,6 @@ if TYPE_CHECKING:
 ANONYMOUS_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 AUTHENTICATED = "system:authenticated"
 BOOTSTRAP_USER_PREFIX = "system:bootstrap:"
-MAX_PEEK_BYTES = 3 * 1024 * 1024
 # Non-resource paths a node may GET: discovery, OpenAPI, version and health (upstream's system:discovery).
 NODE_READABLE_PREFIXES = ("/api", "/apis", "/openapi/", "/version", "/healthz", "/livez", "/readyz")
 
@@ -162,7 +158,6 @@ class TokenAuthenticator:
         need = nodeauth.needs(node, attrs)
         pod: dict[str, Any] | None = None
         node_pods: list[dict[str, Any]] = []
-        body_name: str | None = None
         assert self._api is not None
         if need is nodeauth.Need.POD and target.name is not None:
             try:
@@ -175,8 +170,21 @@ class TokenAuthenticator:
             )
             node_pods = list(listed.items)
         elif need is nodeauth.Need.BODY_NAME:
-            body_name = await _peek_name(request)
-        decision = nodeauth.decide(node, attrs, pod=pod, node_pods=node_pods, body_name=body_name)
+            # The name is in the body, which the create handler decodes (JSON, YAML or protobuf): it calls
+            # this check on the decoded object before writing anything.
+            def admit(body: Any) -> st.ApiError | None:
+                meta = body.get("metadata") if isinstance(body, dict) else None
+                name = meta.get("name") if isinstance(meta, dict) else None
+                verdict = nodeauth.decide(node, attrs, body_name=name if isinstance(name, str) else None)
+                if verdict.allowed:
+                    return None
+                return forbidden(
+                    nodeauth.forbidden_message(attrs, verdict.reason), "", target.rt.group, target.rt.plural
+                )
+
+            request[ADMIT_CREATE] = admit
+            return None
+        decision = nodeauth.decide(node, attrs, pod=pod, node_pods=node_pods)
         if decision.allowed:
             return None
         return forbidden(
@@ -202,6 +210,10 @@ class TokenAuthenticator:
             return await handler(request)
 
         return authenticate
+
+
+ADMIT_CREATE = "corral.admit_create"
+"""Request key: a check the create handler runs on the decoded body (a node creating its own Node/Lease)."""
 
 
 def _bearer(header: str | None) -> str | None:
@@ -237,34 +249,6 @@ def _forbidden_for(request: web.Request, identity: Identity, reason: str) -> st.
     return forbidden(
         nodeauth.forbidden_message(attrs, reason), target.name or "", target.rt.group, target.rt.plural
     )
-
-
-async def _peek_name(request: web.Request) -> str | None:
-    """``metadata.name`` of a create's JSON body, leaving the body readable for the handler.
-
-    The handler streams ``request.content``; after reading it here a fresh stream with the same bytes is put
-    in its place (aiohttp offers no public way to push bytes back)."""
-    raw = b""
-    if request.content_length is None or request.content_length <= MAX_PEEK_BYTES:
-        chunks: list[bytes] = []
-        size = 0
-        # Read the raw payload, not ``request.content``: that property caches the stream it first returns.
-        async for chunk in request._payload.iter_chunked(65536):
-            size += len(chunk)
-            if size > MAX_PEEK_BYTES:
-                break
-            chunks.append(chunk)
-        raw = b"".join(chunks)
-    reader = StreamReader(request.protocol, 2**16, loop=asyncio.get_running_loop())
-    reader.feed_data(raw)
-    reader.feed_eof()
-    request._payload = reader
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    name = (doc.get("metadata") or {}).get("name") if isinstance(doc, dict) else None
-    return name if isinstance(name, str) else None
 
 
 def load_or_create_tokens(path: Path) -> dict[str, str]:

@@ -18,6 +18,7 @@ from corral.api import printing
 from corral.api.resources import ResourceType
 from corral.apiserver import eviction, protobuf
 from corral.apiserver import status as st
+from corral.apiserver.auth import ADMIT_CREATE
 from corral.apiserver.bodies import MAX_BODY_BYTES, BodyError, decode_body
 from corral.apiserver.nodeproxy import NodeDirectory
 from corral.apiserver.paths import Target, UnknownPath, parse_path
@@ -308,6 +309,9 @@ class ResourceHandlers:
 
     async def _create(self, request: web.Request, t: Target) -> web.Response:
         body = await read_body(request, BODY_TYPES)
+        admit = request.get(ADMIT_CREATE)  # set by the authenticator when the body decides (node identities)
+        if admit is not None and (refused := admit(body)) is not None:
+            raise refused
         result = await self.api.create(t.rt, t.namespace, body, write_options(request))
         return self._write_response(request, t.rt, result)
 
