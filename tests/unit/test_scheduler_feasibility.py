@@ -13,6 +13,7 @@ from corral.scheduler.feasibility import (
     REASON_TOO_MANY_PODS,
     REASON_UNSCHEDULABLE,
     failure_message,
+    feasible_nodes_to_find,
     find_feasible,
     host_ports,
     node_affinity,
@@ -267,3 +268,20 @@ def test_failure_message_counts_and_sorts_like_upstream() -> None:
         == "0/2 nodes are available: 1 Insufficient memory, 2 Insufficient cpu."
     )
     assert failure_message(0, {}) == NO_NODES
+
+
+@pytest.mark.parametrize(
+    ("nodes", "wanted"),
+    [(1, 1), (99, 99), (100, 100), (200, 100), (1000, 420), (5000, 500), (6000, 300)],
+)
+def test_feasible_nodes_to_find_is_kube_schedulers_adaptive_default(nodes: int, wanted: int) -> None:
+    # 50 % - nodes/125, at least 5 %, at least 100 nodes (numFeasibleNodesToFind).
+    assert feasible_nodes_to_find(nodes) == wanted
+
+
+def test_find_feasible_stops_at_the_limit_and_starts_where_told() -> None:
+    snap = Snapshot(tuple(mk_node(f"n{i}") for i in range(6)))
+    feasible, failures = find_feasible(mk_pod(), snap, start=4, limit=3)
+    assert [n.name for n in feasible] == ["n4", "n5", "n0"] and failures == {}
+    everything, _ = find_feasible(mk_pod(), snap, start=4)
+    assert len(everything) == 6

@@ -115,8 +115,29 @@ def node_failures(pod: PodInfo, node: NodeInfo) -> tuple[str, ...]:
     return ()
 
 
-def find_feasible(pod: PodInfo, snapshot: Snapshot) -> tuple[list[NodeInfo], dict[str, tuple[str, ...]]]:
-    """Nodes that pass every filter (in name order), and the reasons of each node that does not."""
+MIN_FEASIBLE_NODES_TO_FIND = 100
+MIN_FEASIBLE_NODES_PERCENTAGE = 5
+BASE_PERCENTAGE_OF_NODES_TO_SCORE = 50
+
+
+def feasible_nodes_to_find(total: int) -> int:
+    """kube-scheduler's ``numFeasibleNodesToFind`` with its adaptive default (``percentageOfNodesToScore``
+    unset): every node below 100; above, 50 % minus 1 % per 125 nodes (at least 5 %, at least 100 nodes).
+    The filters that need the whole cluster (spread, inter-pod affinity) work on counts prepared over every
+    node first, so stopping early changes which feasible nodes get scored, never whether a node is allowed."""
+    if total < MIN_FEASIBLE_NODES_TO_FIND:
+        return total
+    percentage = max(BASE_PERCENTAGE_OF_NODES_TO_SCORE - total // 125, MIN_FEASIBLE_NODES_PERCENTAGE)
+    return max(total * percentage // 100, MIN_FEASIBLE_NODES_TO_FIND)
+
+
+def find_feasible(
+    pod: PodInfo, snapshot: Snapshot, *, start: int = 0, limit: int | None = None
+) -> tuple[list[NodeInfo], dict[str, tuple[str, ...]]]:
+    """Nodes that pass every filter, and the reasons of each node that does not.
+
+    Nodes are examined in name order from index ``start`` round the ring, until ``limit`` feasible ones are
+    found (None: all); ``len(feasible) + len(failures)`` is how many were examined."""
     feasible: list[NodeInfo] = []
     failures: dict[str, tuple[str, ...]] = {}
     spread_state = spread.prepare_filter(pod, snapshot)
@@ -124,7 +145,12 @@ def find_feasible(pod: PodInfo, snapshot: Snapshot) -> tuple[list[NodeInfo], dic
     check_affinity = bool(
         pod.affinity_terms or pod.anti_affinity_terms or affinity_state.existing_anti_affinity_counts
     )
-    for node in snapshot.nodes:
+    nodes = snapshot.nodes
+    count = len(nodes)
+    for offset in range(count):
+        if limit is not None and len(feasible) >= limit:
+            break
+        node = nodes[(start + offset) % count]
         reasons = node_failures(pod, node)
         if not reasons and spread_state.rules:
             reasons = spread.spread_filter(spread_state, node)

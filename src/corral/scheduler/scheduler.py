@@ -22,7 +22,7 @@ import copy
 import hashlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from corral.api.quantity import QuantityError
@@ -32,7 +32,7 @@ from corral.client.base import Transport
 from corral.client.informer import Informer
 from corral.client.workqueue import ShutDown, WorkQueue
 from corral.scheduler.binder import Binder, BindOutcome
-from corral.scheduler.feasibility import failure_message, find_feasible
+from corral.scheduler.feasibility import failure_message, feasible_nodes_to_find, find_feasible
 from corral.scheduler.scoring import NodeScore, score_nodes
 from corral.scheduler.snapshot import NodeInfo, PodInfo, Snapshot, placement
 from corral.util.backoff import ExponentialBackoff
@@ -68,16 +68,22 @@ class Decision:
     reason: str
     """``Successfully assigned ns/pod to node``, or the FailedScheduling message."""
     scores: tuple[NodeScore, ...] = ()
+    examined: int = field(default=0, compare=False)
+    """How many nodes the filters looked at (the next decision starts after them, as kube-scheduler's)."""
 
 
-def schedule(pod: PodInfo, snapshot: Snapshot) -> Decision:
-    """Where ``pod`` should run given ``snapshot``: the best-scoring node that passes every filter."""
-    feasible, failures = find_feasible(pod, snapshot)
+def schedule(pod: PodInfo, snapshot: Snapshot, start: int = 0) -> Decision:
+    """Where ``pod`` should run given ``snapshot``: the best-scoring node that passes every filter, among the
+    first ``feasible_nodes_to_find`` feasible ones found from node index ``start``."""
+    limit = feasible_nodes_to_find(len(snapshot.nodes))
+    feasible, failures = find_feasible(pod, snapshot, start=start, limit=limit)
+    examined = len(feasible) + len(failures)
     if not feasible:
-        return Decision(None, failure_message(len(snapshot.nodes), failures))
+        return Decision(None, failure_message(len(snapshot.nodes), failures), examined=examined)
     scores = score_nodes(pod, feasible, snapshot)
     best = scores[0].name
-    return Decision(best, f"Successfully assigned {pod.namespace}/{pod.name} to {best}", tuple(scores))
+    message = f"Successfully assigned {pod.namespace}/{pod.name} to {best}"
+    return Decision(best, message, tuple(scores), examined)
 
 
 def needs_scheduling(obj: JSON, scheduler_name: str = DEFAULT_SCHEDULER) -> bool:
@@ -195,6 +201,7 @@ class Scheduler:
         self.namespaces = Informer(transport, NAMESPACES)  # their labels, for affinity namespaceSelectors
         self.queue: WorkQueue[str] = WorkQueue(backoff or ExponentialBackoff(base=1.0, cap=60.0))
         self.binder = Binder(transport)
+        self._next_start = 0  # where the next decision's filters begin (kube-scheduler's nextStartNodeIndex)
         self._assumed: dict[str, tuple[str, str]] = {}  # pod key → (uid, node) bound but not yet watched
         self._unschedulable: dict[str, tuple[Any, ...]] = {}  # pod key → fingerprint when it did not fit
         self._node_fingerprints: dict[str, tuple[Any, ...] | None] = {}
@@ -376,7 +383,10 @@ class Scheduler:
         except QuantityError as exc:
             decision = Decision(None, f"invalid resource requests: {exc}")
         else:
-            decision = schedule(pod, self.snapshot())
+            snapshot = self.snapshot()
+            decision = schedule(pod, snapshot, self._next_start)
+            if snapshot.nodes:
+                self._next_start = (self._next_start + decision.examined) % len(snapshot.nodes)
         if decision.node is None:
             if pod is not None and (pod.affinity_terms or any(c.hard for c in pod.spread_constraints)):
                 self._waiting_for_pods.add(key)
