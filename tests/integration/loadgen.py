@@ -64,9 +64,18 @@ class SteadyLoad:
     """Sends ``rate`` requests per second (spread over ``workers`` threads) until :meth:`stop`."""
 
     def __init__(
-        self, host: str, port: int, rate: float = 250.0, workers: int = 8, method: str = "GET"
+        self,
+        host: str,
+        port: int,
+        rate: float = 250.0,
+        workers: int = 8,
+        method: str = "GET",
+        timeout: float = 5.0,
     ) -> None:
         self.host, self.port, self.rate, self.workers, self.method = host, port, rate, workers, method
+        self.timeout = timeout
+        self.outcomes: list[tuple[float, bool, str]] = []
+        """Every request: (monotonic send time, answered, body or error), for failure windows."""
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -96,15 +105,18 @@ class SteadyLoad:
             if delay > 0 and self._stop.wait(delay):
                 return
             next_at = max(next_at + interval, time.monotonic() - interval)
+            at = time.monotonic()
             try:
-                body = http_get(self.host, self.port, method=self.method)
+                body = http_get(self.host, self.port, method=self.method, timeout=self.timeout)
             except Exception as exc:
                 with self._lock:
+                    self.outcomes.append((at, False, repr(exc)))
                     self.result.failed += 1
                     if len(self.result.errors) < 20:
                         self.result.errors.append(f"{time.monotonic() - self._started:.2f}s {exc!r}")
             else:
                 with self._lock:
+                    self.outcomes.append((at, True, body))
                     self.result.ok += 1
                     self.result.bodies[body] += 1
 

@@ -44,10 +44,9 @@ import os
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +55,7 @@ import yaml
 from kubernetes import client
 
 from tests.integration.clusterkit import KUBECTL, Cluster, eventually, kill_recorded_pods
-from tests.integration.loadgen import http_get
+from tests.integration.loadgen import SteadyLoad, http_get
 from tests.integration.podkit import alive, api_client, main_pid
 
 pytestmark = pytest.mark.slow
@@ -133,48 +132,11 @@ SERVICE: JSON = {
 # ------------------------------------------------------------------------------------------------ load
 
 
-@dataclass
-class Load:
+class Load(SteadyLoad):
     """``rate`` requests per second to one frontend over fresh connections; every outcome time-stamped."""
 
-    host: str
-    port: int
-    rate: float = 40.0
-    workers: int = 4
-    started: float = 0.0
-    outcomes: list[tuple[float, bool, str]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> None:
-        self.started = time.monotonic()
-        interval = self.workers / self.rate
-        for index in range(self.workers):
-            thread = threading.Thread(target=self._run, args=(interval, index * interval / self.workers))
-            thread.daemon = True
-            thread.start()
-            self._threads.append(thread)
-
-    def _run(self, interval: float, offset: float) -> None:
-        next_at = time.monotonic() + offset
-        while not self._stop.is_set():
-            delay = next_at - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
-                return
-            next_at = max(next_at + interval, time.monotonic() - interval)
-            at = time.monotonic()
-            try:
-                outcome = (at, True, http_get(self.host, self.port, timeout=2.0))
-            except Exception as exc:
-                outcome = (at, False, repr(exc))
-            with self._lock:
-                self.outcomes.append(outcome)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(10)
+    def __init__(self, host: str, port: int, rate: float = 40.0, workers: int = 4) -> None:
+        super().__init__(host, port, rate=rate, workers=workers, timeout=2.0)
 
     def failures(self) -> list[tuple[float, str]]:
         with self._lock:

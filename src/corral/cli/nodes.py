@@ -394,6 +394,21 @@ async def taint_node(transport: HttpTransport, node: str, changes: TaintChanges,
 # ------------------------------------------------------------------------------------------ commands
 
 
+def _mark(
+    ctx: typer.Context, node: str, unschedulable: bool, kubeconfig: str | None, context: str | None
+) -> None:
+    """Set ``spec.unschedulable`` and print kubectl's line (``node/N cordoned`` / ``already cordoned``)."""
+    options = cluster_options(ctx, kubeconfig, context)
+    word = "cordoned" if unschedulable else "uncordoned"
+
+    async def _go() -> None:
+        async with connected(options) as (transport, _):
+            changed = await _set_unschedulable(transport, node, unschedulable)
+        Printer().line(f"node/{node} {word if changed else 'already ' + word}")
+
+    run(_go())
+
+
 def cordon(
     ctx: typer.Context,
     node: Annotated[str, typer.Argument(help="The node to mark unschedulable.")],
@@ -401,14 +416,7 @@ def cordon(
     context: ContextOption = None,
 ) -> None:
     """Mark a node unschedulable: nothing new is placed there; running pods stay."""
-    options = cluster_options(ctx, kubeconfig, context)
-
-    async def _go() -> None:
-        async with connected(options) as (transport, _):
-            changed = await _set_unschedulable(transport, node, True)
-        Printer().line(f"node/{node} {'cordoned' if changed else 'already cordoned'}")
-
-    run(_go())
+    _mark(ctx, node, True, kubeconfig, context)
 
 
 def uncordon(
@@ -418,14 +426,7 @@ def uncordon(
     context: ContextOption = None,
 ) -> None:
     """Mark a node schedulable again."""
-    options = cluster_options(ctx, kubeconfig, context)
-
-    async def _go() -> None:
-        async with connected(options) as (transport, _):
-            changed = await _set_unschedulable(transport, node, False)
-        Printer().line(f"node/{node} {'uncordoned' if changed else 'already uncordoned'}")
-
-    run(_go())
+    _mark(ctx, node, False, kubeconfig, context)
 
 
 def drain(
