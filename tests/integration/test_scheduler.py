@@ -274,6 +274,42 @@ async def test_kept_snapshot_matches_a_rebuild(cluster: Cluster, scheduler: Sche
     assert all(p.name != "burst-0" for n in scheduler.snapshot().nodes for p in n.pods)
 
 
+class FlakyBinds(LocalTransport):
+    """The in-process transport whose first ``failures`` binds fail as an unavailable server would."""
+
+    def __init__(self, api: ResourceAPI, failures: int) -> None:
+        super().__init__(api)
+        self.failures = failures
+        self.attempts: list[str] = []
+
+    async def bind(self, namespace: str, name: str, node_name: str, *, uid: str | None = None) -> None:
+        self.attempts.append(node_name)
+        if len(self.attempts) <= self.failures:
+            raise st.ApiError(503, "ServiceUnavailable", "store unavailable")
+        await super().bind(namespace, name, node_name, uid=uid)
+
+
+async def test_a_failed_background_bind_forgets_its_assumption_and_retries(cluster: Cluster) -> None:
+    """Binds run behind the worker: one that fails must not leave the pod counted on its node."""
+    await cluster.add_node("node-a", cpu="1")
+    transport = FlakyBinds(cluster.api, failures=1)
+    sched = Scheduler(transport, FakeClock(), backoff=ExponentialBackoff(base=0.3, cap=0.3))
+    task = asyncio.create_task(sched.run())
+    try:
+        await cluster.add_pod("big", cpu="800m")
+        await wait_for(lambda: len(transport.attempts) >= 1)
+        await sched.idle()  # the failed bind has run its course: assumption dropped, pod requeued
+        assert not await _bound(cluster, "big")
+        assert sched.snapshot().nodes[0].requested.milli_cpu == 0
+        await wait_for(lambda: _bound(cluster, "big"))
+        assert transport.attempts == ["node-a", "node-a"]
+        await wait_for(lambda: cluster.events_for("big"))
+        assert [e["reason"] for e in await cluster.events_for("big")] == ["Scheduled"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def _bound(cluster: Cluster, name: str) -> bool:
     return bool((await cluster.pod(name))["spec"].get("nodeName"))
 

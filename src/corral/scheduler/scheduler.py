@@ -7,12 +7,16 @@ wholesale by a fuller scheduler later.
 ``Scheduler`` is the IO edge: informers over pods (all namespaces), nodes and namespaces (their labels, for
 affinity terms' ``namespaceSelector``), a work queue of pods waiting for a node, and a single worker, so
 each decision sees the bindings made before it. A binding is *assumed* (counted on its node) from the
-moment the server accepts it until the pod watch shows it, so a burst of replicas spreads instead of
-piling onto the node that looked emptiest a moment ago. A pod that fits nowhere gets ``PodScheduled=False``
-(reason Unschedulable) and one ``FailedScheduling`` event per distinct message (a repeat bumps the event's
-count), then waits for its backoff or a change that could help: any node change, a pod leaving, a
-namespace's labels changing, and — for pods with required pod affinity or hard spread constraints — a pod
-being placed or relabelled (upstream's queueing hints, coarsely).
+moment it is decided until the pod watch shows it, so a burst of replicas spreads instead of piling onto
+the node that looked emptiest a moment ago. As in kube-scheduler, the bind runs in the background (up to
+``MAX_BINDS_IN_FLIGHT`` at once, which the store commits together) and the worker goes on to the next pod;
+a bind that fails forgets its assumption and requeues the pod. Events are recorded in the background too
+(best effort, as always), so neither write's commit latency paces the decisions.
+
+A pod that fits nowhere gets ``PodScheduled=False`` (reason Unschedulable) and one ``FailedScheduling``
+event per distinct message (a repeat bumps the event's count), then waits for its backoff or a change that
+could help: any node change, a pod leaving, a namespace's labels changing, and — for pods with required pod
+affinity or hard spread constraints — a pod being placed or relabelled (upstream's queueing hints, coarsely).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import asyncio
 import copy
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,6 +48,9 @@ JSON = dict[str, Any]
 
 DEFAULT_SCHEDULER = "default-scheduler"
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+MAX_BINDS_IN_FLIGHT = 256
+"""Binds awaiting the store at once; beyond that the worker waits for a slot (backpressure, bounded memory)"""
+MAX_EVENTS_IN_FLIGHT = 256
 
 
 def _rt(plural: str) -> ResourceType:
@@ -217,6 +224,9 @@ class Scheduler:
         # one rebuild, not one per pod.
         self._snapshot: Snapshot | None = None
         self._snapshot_pods: dict[str, tuple[str, PodInfo]] = {}  # pod key → (node, view) it holds
+        self._bind_slots = asyncio.Semaphore(MAX_BINDS_IN_FLIGHT)
+        self._event_slots = asyncio.Semaphore(MAX_EVENTS_IN_FLIGHT)
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ loop
 
@@ -248,9 +258,30 @@ class Scheduler:
             pass
         finally:
             self.queue.shutdown()
-            for task in tasks:
+            for task in [*tasks, *self._in_flight]:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, *self._in_flight, return_exceptions=True)
+
+    async def _spawn(self, slots: asyncio.Semaphore, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background once one of ``slots`` is free; the slot is released when it ends."""
+        try:
+            await slots.acquire()
+        except BaseException:
+            work.close()
+            raise
+        task = asyncio.create_task(work)
+        self._in_flight.add(task)
+
+        def finished(done: asyncio.Task[None]) -> None:
+            slots.release()
+            self._in_flight.discard(done)
+
+        task.add_done_callback(finished)
+
+    async def idle(self) -> None:
+        """Wait until no bind or event write started so far is still running (for tests and shutdown)."""
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)
 
     def _on_pod(self, key: str) -> None:
         obj = self.pods.get(key)
@@ -393,35 +424,47 @@ class Scheduler:
             await self._unschedulable_pod(key, obj, decision.reason)
             return
         assert pod is not None  # a node was chosen, so the pod parsed
+        node = decision.node
         if self._snapshot is not None and key not in self._snapshot_pods:
             # Assumed before the bind, as upstream's scheduler cache does, so the watch event of the
-            # binding (which may arrive before ``bind`` returns) finds the snapshot already showing it:
+            # binding (which may arrive before the bind returns) finds the snapshot already showing it:
             # on that node, with spec.nodeName set (see _note_pod_change).
-            bound = replace(pod, node_name=decision.node)
-            self._snapshot = self._snapshot.with_pod(bound, decision.node)
-            self._snapshot_pods[key] = (decision.node, bound)
-        try:
-            outcome = await self.binder.bind(
-                str(meta.get("namespace")), str(meta.get("name")), decision.node, uid
-            )
-        except BaseException:
-            self._snapshot = None  # the assumption may be wrong: rebuild from the caches
-            raise
-        if outcome is not BindOutcome.BOUND:
-            self._snapshot = None
-        if outcome is BindOutcome.GONE:
-            self.queue.forget(key)
-            return
-        if outcome is BindOutcome.CONFLICT:
-            self.queue.add_rate_limited(key)  # the next attempt reads the pod again
-            return
-        seen = self.pods.get(key)
-        if seen is not None and not (seen.get("spec") or {}).get("nodeName"):
-            self._assumed[key] = (uid, decision.node)  # until the watch shows the binding (see _on_pod)
+            bound = replace(pod, node_name=node)
+            self._snapshot = self._snapshot.with_pod(bound, node)
+            self._snapshot_pods[key] = (node, bound)
+        self._assumed[key] = (uid, node)  # until the watch shows the binding (see _on_pod) or it fails
         self._unschedulable.pop(key, None)
         self._waiting_for_pods.discard(key)
-        self.queue.forget(key)
-        await self._record_event(obj, "Normal", "Scheduled", decision.reason)
+        await self._spawn(self._bind_slots, self._bind(key, obj, node, decision.reason))
+
+    async def _bind(self, key: str, obj: JSON, node: str, message: str) -> None:
+        """The background half of a placement: the binding write, then its outcome."""
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        try:
+            outcome = await self.binder.bind(str(meta.get("namespace")), str(meta.get("name")), node, uid)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("binding %s to %s failed; retrying with backoff", key, node)
+            self._forget_assumption(key, uid, node)
+            self.queue.add_rate_limited(key)
+            return
+        if outcome is BindOutcome.BOUND:
+            self.queue.forget(key)
+            await self._spawn(self._event_slots, self._record_event(obj, "Normal", "Scheduled", message))
+            return
+        self._forget_assumption(key, uid, node)
+        if outcome is BindOutcome.GONE:
+            self.queue.forget(key)
+        else:  # CONFLICT: the next attempt reads the pod again
+            self.queue.add_rate_limited(key)
+
+    def _forget_assumption(self, key: str, uid: str, node: str) -> None:
+        """Undo an assumed binding that did not happen; the snapshot is rebuilt from the caches."""
+        if self._assumed.get(key) == (uid, node):
+            del self._assumed[key]
+        self._snapshot = None
 
     async def _unschedulable_pod(self, key: str, obj: JSON, message: str) -> None:
         self._unschedulable[key] = _pod_fingerprint(obj)
