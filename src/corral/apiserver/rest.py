@@ -48,6 +48,7 @@ from corral.apiserver.patch.strategic import apply_strategic_merge_patch
 from corral.store.base import AlreadyExists, Conflict, Event, EventType, Expired, NotFound, Store
 from corral.util.clock import Clock, SystemClock
 from corral.util.ids import IdSource, RandomIds
+from corral.util.jsoncopy import json_copy
 
 JSON = dict[str, Any]
 
@@ -768,7 +769,7 @@ class ResourceAPI:
                         )
                     ],
                 )
-            updated = copy.deepcopy(current)
+            updated = json_copy(current)
             updated["spec"]["replicas"] = replicas
             try:
                 result = await self._write_update(
@@ -830,7 +831,7 @@ class ResourceAPI:
             assigned = (current.get("spec") or {}).get("nodeName")
             if assigned:
                 raise st.conflict(rt, name, f'pod {name} is already assigned to node "{assigned}"')
-            new = copy.deepcopy(current)
+            new = json_copy(current)
             new.setdefault("spec", {})["nodeName"] = node_name
             status = new.setdefault("status", {})
             conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]

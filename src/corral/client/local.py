@@ -6,7 +6,6 @@ caller can never change what the store holds.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from corral.api.resources import ResourceType
 from corral.apiserver import status as st
 from corral.apiserver.rest import DeleteOptions, ResourceAPI, WriteOptions
 from corral.client.base import JSON, ObjectList, WatchEvent
+from corral.util.jsoncopy import json_copy
 
 
 class LocalTransport:
@@ -25,7 +25,7 @@ class LocalTransport:
     ) -> JSON:
         if subresource == "scale":
             return await self.api.get_scale(rt, namespace, name)
-        return copy.deepcopy(await self.api.get(rt, namespace, name))
+        return json_copy(await self.api.get(rt, namespace, name))
 
     async def list(
         self,
@@ -45,7 +45,7 @@ class LocalTransport:
             limit=limit,
             continue_token=continue_token,
         )
-        return ObjectList(copy.deepcopy(result.items), result.resource_version, result.continue_token)
+        return ObjectList(json_copy(result.items), result.resource_version, result.continue_token)
 
     async def create(
         self,
@@ -57,7 +57,7 @@ class LocalTransport:
         field_manager: str = "",
     ) -> JSON:
         opts = WriteOptions(dry_run=dry_run, field_validation="Strict", field_manager=field_manager)
-        return copy.deepcopy((await self.api.create(rt, namespace, obj, opts)).obj)
+        return json_copy((await self.api.create(rt, namespace, obj, opts)).obj)
 
     async def update(
         self,
@@ -73,7 +73,7 @@ class LocalTransport:
         opts = WriteOptions(dry_run=dry_run, field_validation="Strict", field_manager=field_manager)
         if subresource == "scale":
             return await self.api.update_scale(rt, namespace, name, lambda _old: obj, opts)
-        return copy.deepcopy((await self.api.update(rt, namespace, name, obj, opts, subresource)).obj)
+        return json_copy((await self.api.update(rt, namespace, name, obj, opts, subresource)).obj)
 
     async def patch(
         self,
@@ -92,7 +92,7 @@ class LocalTransport:
             dry_run=dry_run, field_validation="Strict", field_manager=field_manager, force=force
         )
         result = await self.api.patch(rt, namespace, name, patch_type, body, opts, subresource)
-        return copy.deepcopy(result.obj)
+        return json_copy(result.obj)
 
     async def delete(
         self,
@@ -114,7 +114,7 @@ class LocalTransport:
         obj, finished = await self.api.delete(rt, namespace, name, opts)
         if finished and not rt.returns_deleted_object:
             return st.success_status(rt, name, str((obj.get("metadata") or {}).get("uid", "")))
-        return copy.deepcopy(obj)
+        return json_copy(obj)
 
     async def bind(self, namespace: str, name: str, node_name: str, *, uid: str | None = None) -> None:
         await self.api.bind(namespace, name, node_name, uid)
@@ -153,7 +153,7 @@ class LocalTransport:
                         event = await iterator.__anext__()
                 except (StopAsyncIteration, TimeoutError):
                     return
-                yield WatchEvent(event.type, copy.deepcopy(event.obj))
+                yield WatchEvent(event.type, json_copy(event.obj))
         finally:
             await iterator.aclose()  # type: ignore[attr-defined]
 
