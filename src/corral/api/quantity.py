@@ -11,6 +11,7 @@ exact (``Fraction``) so ``0.1`` is never ``0.1000000000000000055…``. Exponents
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -67,11 +68,17 @@ def parse_quantity(value: QuantityValue) -> Fraction:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise QuantityError(f"quantity must be finite, got {value!r}")
-        text = repr(value)  # the shortest decimal that round-trips, so 0.1 stays 0.1
-    elif isinstance(value, str):
-        text = value.strip()
-    else:
-        raise QuantityError(f"a quantity must be a string or a number, got {type(value).__name__}")
+        return _parse_text(repr(value))  # the shortest decimal that round-trips, so 0.1 stays 0.1
+    if isinstance(value, str):
+        return _parse_text(value.strip())
+    raise QuantityError(f"a quantity must be a string or a number, got {type(value).__name__}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(text: str) -> Fraction:
+    """Memoised: a cluster uses a handful of distinct quantities ("100m", "128Mi"), read on every pod view
+    the scheduler and controllers build; Fractions are immutable, so sharing them is safe (errors are not
+    cached and raise every time)."""
     if len(text) > _MAX_TEXT:
         raise QuantityError(f"quantity {text[:_MAX_TEXT]!r}… is too long")
     match = _GRAMMAR.fullmatch(text)
@@ -89,12 +96,26 @@ def parse_quantity(value: QuantityValue) -> Fraction:
 
 def to_millis(value: QuantityValue) -> int:
     """Thousandths of the quantity, rounded up (CPU millicores)."""
+    if isinstance(value, str):
+        return _text_millis(value)
     return math.ceil(parse_quantity(value) * 1000)
 
 
 def to_units(value: QuantityValue) -> int:
     """The quantity in whole units, rounded up (bytes, pods, extended resources)."""
+    if isinstance(value, str):
+        return _text_units(value)
     return math.ceil(parse_quantity(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_millis(text: str) -> int:
+    return math.ceil(parse_quantity(text) * 1000)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_units(text: str) -> int:
+    return math.ceil(parse_quantity(text))
 
 
 def format_millis(millis: int) -> str:
