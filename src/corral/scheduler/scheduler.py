@@ -36,8 +36,13 @@ from corral.client.base import Transport
 from corral.client.informer import Informer
 from corral.client.workqueue import ShutDown, WorkQueue
 from corral.scheduler.binder import Binder, BindOutcome
-from corral.scheduler.feasibility import failure_message, feasible_nodes_to_find, find_feasible
-from corral.scheduler.scoring import NodeScore, score_nodes
+from corral.scheduler.feasibility import (
+    failure_message,
+    feasible_indices,
+    feasible_nodes_to_find,
+    find_feasible,
+)
+from corral.scheduler.scoring import NodeScore, score_indices, score_nodes
 from corral.scheduler.snapshot import NodeInfo, PodInfo, Snapshot, placement
 from corral.util.backoff import ExponentialBackoff
 from corral.util.clock import Clock, SystemClock, rfc3339
@@ -83,11 +88,19 @@ def schedule(pod: PodInfo, snapshot: Snapshot, start: int = 0) -> Decision:
     """Where ``pod`` should run given ``snapshot``: the best-scoring node that passes every filter, among the
     first ``feasible_nodes_to_find`` feasible ones found from node index ``start``."""
     limit = feasible_nodes_to_find(len(snapshot.nodes))
-    feasible, failures = find_feasible(pod, snapshot, start=start, limit=limit)
-    examined = len(feasible) + len(failures)
-    if not feasible:
-        return Decision(None, failure_message(len(snapshot.nodes), failures), examined=examined)
-    scores = score_nodes(pod, feasible, snapshot)
+    if snapshot.unique_names:
+        # By node index, with per-lineage memos (same answers; tests/unit/test_scheduler_fastpath.py).
+        indices, failures = feasible_indices(pod, snapshot, start=start, limit=limit)
+        examined = len(indices) + len(failures)
+        if not indices:
+            return Decision(None, failure_message(len(snapshot.nodes), failures), examined=examined)
+        scores = score_indices(pod, snapshot, sorted(indices))
+    else:
+        feasible, failures = find_feasible(pod, snapshot, start=start, limit=limit)
+        examined = len(feasible) + len(failures)
+        if not feasible:
+            return Decision(None, failure_message(len(snapshot.nodes), failures), examined=examined)
+        scores = score_nodes(pod, feasible, snapshot)
     best = scores[0].name
     message = f"Successfully assigned {pod.namespace}/{pod.name} to {best}"
     return Decision(best, message, tuple(scores), examined)
@@ -178,6 +191,21 @@ def _pod_fingerprint(obj: JSON) -> tuple[Any, ...]:
     return (meta.get("uid"), meta.get("labels"), meta.get("ownerReferences"), obj.get("spec"))
 
 
+def _view_source(obj: JSON) -> tuple[Any, ...]:
+    """Everything ``PodInfo.from_object`` reads except ``spec.nodeName``: equal sources, equal views."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    return (
+        meta.get("name"),
+        meta.get("namespace"),
+        meta.get("uid"),
+        meta.get("labels"),
+        meta.get("ownerReferences"),
+        bool(meta.get("deletionTimestamp")),
+        {k: v for k, v in spec.items() if k != "nodeName"} if isinstance(spec, dict) else spec,
+    )
+
+
 def _node_fingerprint(obj: JSON | None) -> tuple[Any, ...] | None:
     """What scheduling reads from a node: heartbeats that change nothing here do not requeue anyone."""
     if obj is None:
@@ -217,7 +245,8 @@ class Scheduler:
         self._waiting_for_pods: set[str] = set()
         self._assigned: dict[str, tuple[str, Any]] = {}  # pod key → (node, labels) of placed pods
         self._namespace_labels: dict[str, tuple[str, Any]] = {}  # namespace → (resourceVersion, labels)
-        self._pod_infos: dict[str, tuple[str, PodInfo]] = {}  # pod key → (resourceVersion, view)
+        # pod key → (resourceVersion, view, what the view was read from; see _view)
+        self._pod_infos: dict[str, tuple[str, PodInfo, tuple[Any, ...]]] = {}
         # The snapshot is kept between decisions and rebuilt only when a watch event changes what it holds
         # (a node's fingerprint, a placed pod's view or placement, namespace labels). Our own bindings are
         # added with ``with_pod``, which carries the spreading counts forward, so a burst of replicas costs
@@ -326,12 +355,19 @@ class Scheduler:
             self._snapshot = None
 
     def _view(self, key: str, obj: JSON) -> PodInfo:
+        """The scheduling view of a cached pod object, parsed again only when what it reads has changed:
+        a binding or a status write keeps the view (with the new node), which spares a parse per pod."""
         rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
         cached = self._pod_infos.get(key)
         if cached is not None and cached[0] == rv:
             return cached[1]
-        info = PodInfo.from_object(obj, strict=False)
-        self._pod_infos[key] = (rv, info)
+        source = _view_source(obj)
+        if cached is not None and cached[2] == source:
+            node_name = str((obj.get("spec") or {}).get("nodeName") or "")
+            info = cached[1] if cached[1].node_name == node_name else replace(cached[1], node_name=node_name)
+        else:
+            info = PodInfo.from_object(obj, strict=False)
+        self._pod_infos[key] = (rv, info, source)
         return info
 
     def _on_node(self, key: str) -> None:
@@ -367,7 +403,6 @@ class Scheduler:
         if self._snapshot is not None:
             return self._snapshot
         assumed: Mapping[str, str] = {uid: node for uid, node in self._assumed.values()}
-        infos: dict[str, tuple[str, PodInfo]] = {}
         held: dict[str, tuple[str, PodInfo]] = {}
         placements: list[tuple[str, PodInfo]] = []
         for obj in self.pods.list():
@@ -376,17 +411,10 @@ class Scheduler:
                 continue
             meta = obj.get("metadata") or {}
             key = f"{meta.get('namespace')}/{meta.get('name')}"
-            rv = str(meta.get("resourceVersion") or "")
-            cached = self._pod_infos.get(key)
-            info = (
-                cached[1]
-                if cached is not None and cached[0] == rv
-                else PodInfo.from_object(obj, strict=False)
-            )
-            infos[key] = (rv, info)
+            info = self._view(key, obj)
             held[key] = (node_name, info)
             placements.append((node_name, info))
-        self._pod_infos = infos
+        self._pod_infos = {key: view for key, view in self._pod_infos.items() if key in held}
         namespace_labels = {
             name: {str(k): str(v) for k, v in (labels or {}).items()}
             for name, (_, labels) in self._namespace_labels.items()
@@ -432,6 +460,8 @@ class Scheduler:
             bound = replace(pod, node_name=node)
             self._snapshot = self._snapshot.with_pod(bound, node)
             self._snapshot_pods[key] = (node, bound)
+            # The watch event of the binding changes only spec.nodeName: _view then reuses this view.
+            self._pod_infos[key] = (str(meta.get("resourceVersion") or ""), bound, _view_source(obj))
         self._assumed[key] = (uid, node)  # until the watch shows the binding (see _on_pod) or it fails
         self._unschedulable.pop(key, None)
         self._waiting_for_pods.discard(key)
