@@ -372,7 +372,8 @@ def one_run(args: argparse.Namespace, workdir: Path, index: int) -> JSON:
                     "--format",
                     "raw",
                     "--rate",
-                    "50",
+                    str(args.py_spy_rate),
+                    *(["--gil"] if args.py_spy_gil else []),
                     "--output",
                     f"{args.py_spy}-run{index}.txt",
                 ],
@@ -427,6 +428,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--out", default=None)
     parser.add_argument("--py-spy", default=None, help="record the server with py-spy to FILE-runN.txt")
+    parser.add_argument("--py-spy-rate", type=int, default=50, help="py-spy samples per second")
+    parser.add_argument(
+        "--py-spy-gil", action="store_true", help="sample only the thread holding the GIL (the hot path)"
+    )
     parser.add_argument(
         "--pure-decisions",
         type=int,

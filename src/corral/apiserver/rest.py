@@ -1058,9 +1058,9 @@ class ResourceAPI:
     def _filter_event(
         self, rt: ResourceType, event: Event, labels: LabelSelector, fields: FieldSelector
     ) -> WatchEvent | None:
-        now_match = _matches(event.obj, labels, fields)
         if not labels.requirements and not fields.requirements:
             return WatchEvent(event.type.value, from_storage(rt.api_version, rt.kind, event.obj))
+        now_match = _matches(event.obj, labels, fields)
         prev_match = event.prev is not None and _matches(event.prev, labels, fields)
         if event.type is EventType.DELETED:
             kind = "DELETED" if (prev_match or now_match) else None
