@@ -7,7 +7,7 @@ and ``v1.Toleration.ToleratesTaint``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 from corral.scheduler.snapshot import (
     NodeInfo,
@@ -80,6 +80,13 @@ def matches_node_selection(pod: PodInfo, node: NodeInfo) -> bool:
         return False
     terms = pod.required_affinity
     return terms is None or any(term_matches(t, node) for t in terms)
+
+
+def static_class(pod: PodInfo) -> Hashable:
+    """All that ``tolerated``/``first_untolerated`` and ``matches_node_selection`` read of a pod: pods with
+    equal classes pass and fail the same nodes in the node-local filters and spreading's inclusion
+    policies, so those results are memoised per node and class (``Snapshot.static``)."""
+    return (pod.tolerations, tuple(sorted(pod.node_selector.items())), pod.required_affinity)
 
 
 LABEL_HOSTNAME = "kubernetes.io/hostname"

@@ -4,13 +4,19 @@ Built from the informer caches (plain JSON dicts) into small typed views, so the
 ``feasibility`` and ``scoring`` never touch raw objects and never mutate cached ones. A snapshot is a value:
 ``with_pod`` returns a new snapshot with one more pod on a node, which is how a caller "assumes" a binding
 before the watch reports it, and how tests place replicas one after another. Pure; no IO.
+
+A snapshot also keeps memos of what the scheduler derives from it, so a burst of decisions does not redo
+per-node work: ``static`` (results that read only the nodes' static data — shared by every ``with_pod``
+descendant, since placing a pod never changes a node's labels, readiness, taints or allocatable),
+``carried`` (state that ``with_pod`` brings forward by updating the one node that changed) and
+``matching_counts``. They never change what a snapshot says, only how fast it is asked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from corral.api.quantity import QuantityError, QuantityValue, to_millis, to_units
 
@@ -374,6 +380,18 @@ class NodeInfo:
 
 Matcher = Callable[[PodInfo], bool]
 CARRIED_COUNTS = 32
+CARRIED_STATES = 16
+STATIC_ENTRIES = 512
+T = TypeVar("T")
+
+
+class Carried(Protocol):
+    """Derived state kept on a snapshot and brought forward by ``with_pod`` (see ``Snapshot.carried``)."""
+
+    def advance(self, index: int, node: NodeInfo, pod: PodInfo) -> Carried:
+        """This state once ``pod`` is placed, making ``node`` the new node at ``index``; ``self`` when
+        unchanged. Must not mutate ``self``: the older snapshot may still be asked."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,6 +409,10 @@ class Snapshot:
     _affinity_pods: list[list[tuple[int, PodInfo]]] = field(
         default_factory=list, init=False, repr=False, compare=False
     )
+    # What depends only on the nodes' static data (labels, readiness, taints, allocatable — never changed
+    # by ``with_pod``) is shared by every snapshot of a lineage: one dict, handed on as it is.
+    _static: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _carried: dict[Hashable, Carried] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ordered = tuple(sorted(self.nodes, key=lambda n: n.name))
@@ -398,6 +420,8 @@ class Snapshot:
         object.__setattr__(self, "_index", {n.name: i for i, n in enumerate(ordered)})
         object.__setattr__(self, "_counts", {})
         object.__setattr__(self, "_affinity_pods", [])
+        object.__setattr__(self, "_static", {})
+        object.__setattr__(self, "_carried", {})
 
     def node(self, name: str) -> NodeInfo | None:
         i = self._index.get(name)
@@ -406,6 +430,35 @@ class Snapshot:
     def index(self, name: str) -> int | None:
         """Position of the node called ``name`` in ``nodes``."""
         return self._index.get(name)
+
+    @property
+    def unique_names(self) -> bool:
+        """No two nodes share a name (always so for snapshots built from a cluster's Node objects)."""
+        return len(self._index) == len(self.nodes)
+
+    def static(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()``, memoised under ``key`` for this snapshot and every ``with_pod`` descendant.
+
+        Only for values that depend on nothing but the nodes' static data (and what ``key`` names): the
+        memo is shared, not copied, when a pod is placed."""
+        memo = self._static
+        try:
+            return cast(T, memo[key])
+        except KeyError:
+            if len(memo) >= STATIC_ENTRIES:
+                memo.clear()  # many pod classes over a long lineage: start again rather than grow
+            value = memo[key] = build()
+            return value
+
+    def carried(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()`` memoised under ``key`` on this snapshot, brought forward to ``with_pod`` snapshots by
+        its ``advance`` (the most recently used ``CARRIED_STATES`` of them)."""
+        memo = self._carried
+        hit = memo.pop(key, None)
+        if hit is None:
+            hit = cast(Carried, build())
+        memo[key] = hit  # re-inserted: the dict's order is the order of use
+        return cast(T, hit)
 
     def matching_counts(
         self, key: Hashable, matcher: Matcher, *, with_terminating: bool = False
@@ -417,15 +470,15 @@ class Snapshot:
         and score of one decision, and the decisions after it on ``with_pod`` snapshots, count once.
         """
         full_key = (key, with_terminating)
-        hit = self._counts.get(full_key)
-        if hit is not None:
-            return hit[1]
-        counts = [
-            sum(1 for p in n.pods if (with_terminating or not p.terminating) and matcher(p))
-            for n in self.nodes
-        ]
-        self._counts[full_key] = (matcher, counts)
-        return counts
+        hit = self._counts.pop(full_key, None)
+        if hit is None:
+            counts = [
+                sum(1 for p in n.pods if (with_terminating or not p.terminating) and matcher(p))
+                for n in self.nodes
+            ]
+            hit = (matcher, counts)
+        self._counts[full_key] = hit  # re-inserted: the dict's order is the order of use
+        return hit[1]
 
     def pods_with_affinity(self) -> Sequence[tuple[int, PodInfo]]:
         """(node index, pod) of every placed pod with pod (anti-)affinity terms; few in most clusters."""
@@ -440,14 +493,28 @@ class Snapshot:
         if i is None:
             return self
         nodes = list(self.nodes)
-        nodes[i] = nodes[i].with_pods((pod,))
-        out = Snapshot(tuple(nodes), self.namespace_labels)
-        # Carry only the most recent selectors: each copy is O(nodes), and old ones are seldom asked again.
+        new_node = nodes[i] = nodes[i].with_pods((pod,))
+        # The node order and names are unchanged: skip ``__post_init__``'s sort and index, share the index.
+        out: Snapshot = object.__new__(Snapshot)
+        for name, value in (
+            ("nodes", tuple(nodes)),
+            ("namespace_labels", self.namespace_labels),
+            ("_index", self._index),
+            ("_counts", {}),
+            ("_affinity_pods", []),
+            ("_static", self._static),
+            ("_carried", {}),
+        ):
+            object.__setattr__(out, name, value)
+        # Carry only the most recently used selectors: old ones are seldom asked again. A list the new pod
+        # does not change is shared (never mutated once made), only a changed one is copied.
         for key, (matcher, counts) in list(self._counts.items())[-CARRIED_COUNTS:]:
-            updated = list(counts)
             if (key[1] or not pod.terminating) and matcher(pod):
-                updated[i] += 1
-            out._counts[key] = (matcher, updated)
+                counts = list(counts)
+                counts[i] += 1
+            out._counts[key] = (matcher, counts)
+        for state_key, state in list(self._carried.items())[-CARRIED_STATES:]:
+            out._carried[state_key] = state.advance(i, new_node, pod)
         if self._affinity_pods:
             extra = [(i, pod)] if pod.has_pod_affinity else []
             out._affinity_pods.append([*self._affinity_pods[0], *extra])

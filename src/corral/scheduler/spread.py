@@ -20,11 +20,15 @@ we use the pods with the same controller (ownerReference with ``controller: true
 the pods of its namespace with exactly its (non-empty) labels. Raw scores stay floats (upstream rounds to
 integers), so fewer ties reach the name tie-break. A node without a ``kubernetes.io/hostname`` label is
 taken to carry its name there (``selectors.topology_value``).
+
+``prepare_filter``/``spread_filter``/``spread_scores`` are the plain definitions; ``prepare_indexed_filter``
+and ``indexed_scores`` compute the same for ``schedule`` from memos on the snapshot lineage.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -161,6 +165,144 @@ def spread_filter(state: SpreadState, node: NodeInfo) -> tuple[str, ...]:
     return ()
 
 
+# The same filter for ``schedule``'s walk, indexed by node position. The domain counts of a set of hard
+# constraints are kept on the snapshot lineage (``Snapshot.carried``): placing a pod can only add one to the
+# domain of the node it lands on, so the minimum moves at most by one and a histogram of counts keeps it.
+
+
+def topology_values(snapshot: Snapshot, key: str) -> list[str | None]:
+    """``topology_value`` of every node (static data: memoised for the snapshot lineage)."""
+    return snapshot.static(("topology", key), lambda: [topology_value(n, key) for n in snapshot.nodes])
+
+
+def _eligible(
+    pod: PodInfo, snapshot: Snapshot, rules: Sequence[Rule], pod_class: Hashable, *, require_keys: bool
+) -> tuple[Hashable, tuple[list[bool], ...]]:
+    """Per rule, whether each node's pods count towards its domains: it passes the rule's inclusion
+    policies (``_included``) and, when ``require_keys``, has every rule's key (``_has_keys``). With the
+    memo key, which names the rules' keys and policies and the pod's ``selectors.static_class``."""
+    key = (
+        "spread-eligible",
+        require_keys,
+        tuple(
+            (r.constraint.topology_key, r.constraint.node_affinity_policy, r.constraint.node_taints_policy)
+            for r in rules
+        ),
+        pod_class,
+    )
+
+    def build() -> tuple[list[bool], ...]:
+        nodes = snapshot.nodes
+        keyed = [_has_keys(n, rules) for n in nodes] if require_keys else [True] * len(nodes)
+        return tuple(
+            [ok and _included(pod, n, r.constraint) for n, ok in zip(nodes, keyed, strict=True)]
+            for r in rules
+        )
+
+    return key, snapshot.static(key, build)
+
+
+def _domains(
+    snapshot: Snapshot,
+    rules: Sequence[Rule],
+    key: Hashable,
+    eligible: tuple[list[bool], ...],
+    values: tuple[list[str | None], ...],
+) -> _Domains:
+    """Matching pods per domain (a missing label is the domain "") over the eligible nodes, carried under
+    ``key``, which must name the rules' selectors and topology keys and what ``eligible`` was built from."""
+
+    def build() -> _Domains:
+        counts: list[dict[str, int]] = []
+        for j, rule in enumerate(rules):
+            per_node = snapshot.matching_counts(rule.key, rule.matcher)
+            domain: dict[str, int] = {}
+            for i, ok in enumerate(eligible[j]):
+                if ok:
+                    value = values[j][i] or ""
+                    domain[value] = domain.get(value, 0) + per_node[i]
+            counts.append(domain)
+        return _Domains(
+            tuple(r.matcher for r in rules),
+            eligible,
+            values,
+            tuple(counts),
+            tuple(dict(Counter(c.values())) for c in counts),
+            tuple(min(c.values()) if c else None for c in counts),
+        )
+
+    return snapshot.carried(key, build)
+
+
+@dataclass(frozen=True, slots=True)
+class _Domains:
+    """Matching pods per domain for each rule, with a histogram of those counts to keep the minimum."""
+
+    matchers: tuple[Matcher, ...]
+    eligible: tuple[list[bool], ...]
+    values: tuple[list[str | None], ...]
+    counts: tuple[dict[str, int], ...]
+    histograms: tuple[dict[int, int], ...]
+    lowest: tuple[int | None, ...]
+
+    def advance(self, index: int, node: NodeInfo, pod: PodInfo) -> _Domains:
+        if pod.terminating:
+            return self  # spreading does not count terminating pods
+        counts, histograms, lowest = list(self.counts), list(self.histograms), list(self.lowest)
+        changed = False
+        for j, matcher in enumerate(self.matchers):
+            if not self.eligible[j][index] or not matcher(pod):
+                continue
+            changed = True
+            value = self.values[j][index] or ""
+            old = counts[j][value]
+            counts[j] = {**counts[j], value: old + 1}
+            histogram = dict(histograms[j])
+            histogram[old] -= 1
+            if not histogram[old]:
+                del histogram[old]
+                if lowest[j] == old:
+                    lowest[j] = old + 1  # the domain that held the only minimum now holds old + 1
+            histogram[old + 1] = histogram.get(old + 1, 0) + 1
+            histograms[j] = histogram
+        if not changed:
+            return self
+        return _Domains(
+            self.matchers, self.eligible, self.values, tuple(counts), tuple(histograms), tuple(lowest)
+        )
+
+
+IndexedRule = tuple[list[str | None], dict[str, int], int | None]
+"""(topology value per node, matching pods per domain, the count above which a node's domain is skewed —
+None when no domain exists, so only the label is checked)."""
+
+
+def prepare_indexed_filter(pod: PodInfo, snapshot: Snapshot, pod_class: Hashable) -> list[IndexedRule]:
+    """``prepare_filter`` for a walk by node index: the same domains and minimum, memoised and carried."""
+    rules = [r for r in rules_for(pod, pod.spread_constraints) if r.constraint.hard]
+    if not rules:
+        return []
+    eligible_key, eligible = _eligible(pod, snapshot, rules, pod_class, require_keys=True)
+    values = tuple(topology_values(snapshot, r.constraint.topology_key) for r in rules)
+    key = ("spread-domains", tuple((r.key, r.constraint.topology_key) for r in rules), eligible_key)
+    state = _domains(snapshot, rules, key, eligible, values)
+    out: list[IndexedRule] = []
+    for j, rule in enumerate(rules):
+        domain = state.counts[j]
+        c = rule.constraint
+        minimum: int | None
+        if not domain:
+            minimum = None
+        elif c.min_domains is not None and len(domain) < c.min_domains:
+            minimum = 0
+        else:
+            minimum = state.lowest[j]
+        # skew = count + self - minimum > maxSkew  <=>  count > maxSkew - self + minimum (integers)
+        threshold = None if minimum is None else c.max_skew - (1 if rule.self_match else 0) + minimum
+        out.append((values[j], domain, threshold))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- score
 
 
@@ -222,6 +364,90 @@ def spread_scores(pod: PodInfo, snapshot: Snapshot, nodes: Sequence[NodeInfo]) -
     valid = [r for r, skip in zip(raw, ignored, strict=True) if not skip]
     if not valid:
         return [0.0] * len(nodes)
+    low, high = min(valid), max(valid)
+    return [
+        0.0 if skip else (MAX_SCORE if high == 0 else MAX_SCORE * (high + low - r) / high)
+        for r, skip in zip(raw, ignored, strict=True)
+    ]
+
+
+def indexed_scores(
+    pod: PodInfo, snapshot: Snapshot, indices: Sequence[int], pod_class: Hashable
+) -> list[float]:
+    """``spread_scores(pod, snapshot, [snapshot.nodes[i] for i in indices])`` for a snapshot with unique
+    node names, with static topology data memoised and the domain totals carried (``_domains``)."""
+    count = len(indices)
+    if pod.spread_constraints:
+        rules = [r for r in rules_for(pod, pod.spread_constraints) if not r.constraint.hard]
+        require_all = True
+    else:
+        key, matcher = _group_matcher(pod)
+        rules = (
+            [Rule(c, key, matcher, True) for c in SYSTEM_DEFAULT_CONSTRAINTS] if key != ("nothing",) else []
+        )
+        require_all = False
+    if not rules or not count:
+        return [0.0] * count
+    values = tuple(topology_values(snapshot, r.constraint.topology_key) for r in rules)
+    eligible_key, eligible = _eligible(pod, snapshot, rules, pod_class, require_keys=require_all)
+    if require_all:
+        has_keys = snapshot.static(
+            ("spread-has-keys", tuple(r.constraint.topology_key for r in rules)),
+            lambda: [_has_keys(n, rules) for n in snapshot.nodes],
+        )
+        ignored = [not has_keys[i] for i in indices]
+    else:
+        ignored = [False] * count
+    counts = [snapshot.matching_counts(r.key, r.matcher) for r in rules]
+    hostname = [r.constraint.topology_key == LABEL_HOSTNAME for r in rules]
+    per_domain: list[dict[str, int]] = [{} for _ in rules]
+    for j in range(len(rules)):
+        if not hostname[j]:
+            column = values[j]
+            seen = {column[i] or "" for i, skip in zip(indices, ignored, strict=True) if not skip}
+            per_domain[j] = dict.fromkeys(seen, 0)
+    weights = [
+        math.log((count - sum(ignored) if hostname[j] else len(per_domain[j])) + 2) for j in range(len(rules))
+    ]
+    # Domains other than hostname count the pods of every eligible node in them, not only the candidates.
+    others = [j for j in range(len(rules)) if not hostname[j]]
+    if others:
+        key = (
+            "spread-domains",
+            tuple((rules[j].key, rules[j].constraint.topology_key) for j in others),
+            eligible_key,
+            tuple(others),
+        )
+        totals = _domains(
+            snapshot,
+            [rules[j] for j in others],
+            key,
+            tuple(eligible[j] for j in others),
+            tuple(values[j] for j in others),
+        ).counts
+        for j, total in zip(others, totals, strict=True):
+            domains = per_domain[j]
+            for domain in domains:
+                domains[domain] = total.get(domain, 0)
+    # Rule by rule over the candidates: per node the same additions in the same order as ``spread_scores``.
+    raw = [0.0] * count
+    for j, rule in enumerate(rules):
+        column, weight, extra = values[j], weights[j], rule.constraint.max_skew - 1
+        if hostname[j]:
+            per_node = counts[j]
+            raw = [
+                r if column[i] is None else r + (per_node[i] * weight + extra)
+                for r, i in zip(raw, indices, strict=True)
+            ]
+        else:
+            domains = per_domain[j]
+            raw = [
+                r if (value := column[i]) is None else r + (domains.get(value, 0) * weight + extra)
+                for r, i in zip(raw, indices, strict=True)
+            ]
+    valid = [r for r, skip in zip(raw, ignored, strict=True) if not skip]
+    if not valid:
+        return [0.0] * count
     low, high = min(valid), max(valid)
     return [
         0.0 if skip else (MAX_SCORE if high == 0 else MAX_SCORE * (high + low - r) / high)
