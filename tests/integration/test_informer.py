@@ -83,3 +83,62 @@ async def test_informer_relists_after_410() -> None:
     finally:
         task.cancel()
         await store.close()
+
+
+async def test_local_watch_delivers_copies_and_ends_at_its_timeout() -> None:
+    store = MemoryStore()
+    api = ResourceAPI(store)
+    await bootstrap(api)
+    transport = LocalTransport(api)
+    created = await transport.create(CM, "default", {"metadata": {"name": "a"}, "data": {"k": "v"}})
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    seen = []
+    try:
+        watch = transport.watch(
+            CM, "default", resource_version=created["metadata"]["resourceVersion"], timeout_seconds=1
+        )
+        await transport.create(CM, "default", {"metadata": {"name": "b"}, "data": {"k": "v"}})
+        async with asyncio.timeout(5):  # a watch that never ends fails here instead of hanging
+            async for event in watch:
+                seen.append(event)
+                event.obj["data"]["k"] = "changed by the watcher"
+        elapsed = loop.time() - started
+        # The one event after the starting revision arrived, then the watch ended on its own at ~1 s.
+        assert [(e.type, e.obj["metadata"]["name"]) for e in seen] == [("ADDED", "b")]
+        assert 0.9 <= elapsed < 3.0
+        assert (await transport.get(CM, "default", "b"))["data"] == {"k": "v"}  # the store kept its copy
+    finally:
+        await store.close()
+
+
+async def test_local_watch_of_a_converted_version_is_not_the_stored_encoding() -> None:
+    """Watch events forward the store's JSON bytes only where the served version is the stored one."""
+    hpa_v1 = REGISTRY.by_path("autoscaling", "v1", "horizontalpodautoscalers")
+    assert hpa_v1 is not None
+    store = MemoryStore()
+    api = ResourceAPI(store)
+    await bootstrap(api)
+    transport = LocalTransport(api)
+    try:
+        start = str(store.revision)
+        body = {
+            "apiVersion": "autoscaling/v1",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": "web"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                "maxReplicas": 3,
+                "targetCPUUtilizationPercentage": 60,
+            },
+        }
+        await transport.create(hpa_v1, "default", body)
+        watch = transport.watch(hpa_v1, "default", resource_version=start)
+        async with asyncio.timeout(5):
+            event = await anext(watch)
+        await watch.aclose()  # type: ignore[attr-defined]
+        assert event.obj["apiVersion"] == "autoscaling/v1"
+        assert event.obj["spec"]["targetCPUUtilizationPercentage"] == 60
+        assert "metrics" not in event.obj["spec"]
+    finally:
+        await store.close()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from corral.store import (
@@ -166,6 +167,11 @@ async def test_watch_replays_from_revision_then_follows_live_events(store: Engin
     ]
     assert live[0].obj == updated
     assert live[1].obj == deleted and rv(live[1].obj) == 5
+    # Writes carry the store's own encoding of the object (what watchers decode or forward); a delete has
+    # none (nothing was persisted for it).
+    assert live[0].raw is not None and orjson.loads(live[0].raw) == updated
+    assert all(e.raw is not None and orjson.loads(e.raw) == e.obj for e in replayed)
+    assert live[1].raw is None
     watch.close()
 
 

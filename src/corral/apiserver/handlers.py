@@ -510,6 +510,9 @@ class ResourceHandlers:
                         )
                     continue
                 obj = event.obj
+                if not table and event.raw is not None:
+                    yield _event_line(event.type, obj, event.raw)
+                    continue
                 if table:
                     obj = printing.to_table(
                         rt.kind,
@@ -532,5 +535,7 @@ class ResourceHandlers:
                     await aclose()
 
 
-def _event_line(kind: str, obj: JSON) -> bytes:
-    return b'{"type":"' + kind.encode() + b'","object":' + orjson.dumps(obj) + b"}\n"
+def _event_line(kind: str, obj: JSON, raw: bytes | None = None) -> bytes:
+    """One watch event; ``raw`` is ``obj`` already encoded (by the store), sent as it is."""
+    body = orjson.dumps(obj) if raw is None else raw
+    return b'{"type":"' + kind.encode() + b'","object":' + body + b"}\n"

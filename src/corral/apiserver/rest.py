@@ -101,6 +101,8 @@ class ListResult:
 class WatchEvent:
     type: str  # ADDED | MODIFIED | DELETED | BOOKMARK | ERROR
     obj: JSON
+    raw: bytes | None = None
+    """``obj`` as JSON when the store had it encoded (never for a converted version): shared, read-only."""
 
 
 class ComputedResource(Protocol):
@@ -1015,8 +1017,10 @@ class ResourceAPI:
         label_selector: str | None = None,
         field_selector: str | None = None,
         send_initial: bool | None = None,
+        deadline: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
-        """Events as Kubernetes watch semantics define them; the caller bounds the duration."""
+        """Events as Kubernetes watch semantics define them. The iteration ends at ``deadline`` (event loop
+        time) when one is given; otherwise the caller bounds the duration."""
         self._refuse_computed(rt)
         labels, fields = parse_selectors(rt, label_selector, field_selector)
         initial: builtins.list[JSON] = []
@@ -1035,7 +1039,7 @@ class ResourceAPI:
             subscription = self.store.watch(rt.list_prefix(namespace), since)
         except Expired as exc:
             raise st.expired(f"too old resource version: {exc.requested} ({exc.oldest})") from exc
-        return self._stream(rt, subscription, initial, labels, fields)
+        return self._stream(rt, subscription, initial, labels, fields, deadline)
 
     async def _stream(
         self,
@@ -1044,7 +1048,12 @@ class ResourceAPI:
         initial: builtins.list[JSON],
         labels: LabelSelector,
         fields: FieldSelector,
+        deadline: float | None,
     ) -> AsyncIterator[WatchEvent]:
+        # One timer closes the subscription at the deadline (ending the iteration; the events still
+        # buffered are dropped, and a watcher resumes from the last resourceVersion it saw), rather than a
+        # timeout scope around every event.
+        timer = None if deadline is None else asyncio.get_running_loop().call_at(deadline, subscription.close)
         try:
             for obj in initial:
                 yield WatchEvent("ADDED", obj)
@@ -1053,13 +1062,15 @@ class ResourceAPI:
                 if translated is not None:
                     yield translated
         finally:
+            if timer is not None:
+                timer.cancel()
             subscription.close()
 
     def _filter_event(
         self, rt: ResourceType, event: Event, labels: LabelSelector, fields: FieldSelector
     ) -> WatchEvent | None:
         if not labels.requirements and not fields.requirements:
-            return WatchEvent(event.type.value, from_storage(rt.api_version, rt.kind, event.obj))
+            return self._served_event(rt, event.type.value, event)
         now_match = _matches(event.obj, labels, fields)
         prev_match = event.prev is not None and _matches(event.prev, labels, fields)
         if event.type is EventType.DELETED:
@@ -1076,7 +1087,13 @@ class ResourceAPI:
             kind = None
         if kind is None:
             return None
-        return WatchEvent(kind, from_storage(rt.api_version, rt.kind, event.obj))
+        return self._served_event(rt, kind, event)
+
+    @staticmethod
+    def _served_event(rt: ResourceType, kind: str, event: Event) -> WatchEvent:
+        if needs_conversion(rt.api_version, rt.kind):
+            return WatchEvent(kind, from_storage(rt.api_version, rt.kind, event.obj))
+        return WatchEvent(kind, event.obj, event.raw)
 
 
 def _without_rv(body: Any) -> Any:

@@ -85,6 +85,9 @@ class Event:
     revision: int
     prev: JSONObject | None = None
     """The state before this change (MODIFIED and DELETED), so filtered watches can see objects leave."""
+    raw: bytes | None = None
+    """``obj`` as JSON, when the store encoded it anyway (to persist it): watchers decode or forward these
+    bytes instead of each copying or encoding the object again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -373,7 +373,7 @@ class EngineStore:
             revision += 1
             staged[key] = stored
             writes.append((key, value))
-            events.append(Event(event_type, key, result, revision, current))
+            events.append(Event(event_type, key, result, revision, current, value))
             done.append((op, result))
         if not done:
             return
