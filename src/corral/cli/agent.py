@@ -48,6 +48,7 @@ from corral.cli.up import (
     port_or_off,
 )
 from corral.client.base import Transport
+from corral.util.gctune import tune_for_service
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,7 @@ async def run_agent(
         if started.done():
             started.result()  # a failed registration (401, unreachable server) ends the command here
             await dataplane.start()
+            tune_for_service()
             printer.line(
                 f"Corral agent is running as node {name} (address {address}, data dir {data_dir}), "
                 f"joined {server}",

@@ -21,6 +21,7 @@ import typer
 from corral.cli.errors import CliError
 from corral.cli.kubeconfig import DataDirOption
 from corral.cli.output import Printer
+from corral.util.gctune import tune_for_service
 
 if TYPE_CHECKING:
     from corral.server import ServerConfig
@@ -146,6 +147,7 @@ async def serve(config: ServerConfig, printer: Printer) -> None:
             await server.start()
         except OSError as exc:
             raise _listen_error(exc, config.host, config.port) from exc
+        tune_for_service()
         printer.line(
             f"Corral is ready at {server.url} — kubeconfig: {server.kubeconfig_path}", style="bold green"
         )

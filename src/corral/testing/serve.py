@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from corral.server import CorralServer, ServerConfig
+from corral.util.gctune import tune_for_service
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -35,6 +36,7 @@ async def _main(args: argparse.Namespace) -> None:
         )
     )
     await server.start()
+    tune_for_service()  # as `corral up` does, so benchmarks measure what users run
     print(f"READY {server.url} {server.kubeconfig_path}", flush=True)
     print(f"DATAPLANE dns={server.dns_address or '-'} ingress={server.ingress_address or '-'}", flush=True)
     stop = asyncio.Event()
