@@ -282,6 +282,26 @@ async def _taints_are(c: InProcessCluster, name: str, taints: list[tuple[str, st
     return owned_taints(await c.get("nodes", None, name)) == sorted(taints)
 
 
+async def test_renewals_of_a_healthy_node_count_from_when_they_arrive() -> None:
+    """A healthy node's renewals are only noted by the Lease handler (no reconcile each); the grace period
+    still runs from the last renewal, as seen when it arrived, not from a later pass."""
+    c, lifecycle = make_cluster()
+    async with c:
+        await register_node(c, "node-a", "127.0.0.2")
+        await c.settle()
+        assert lifecycle.tracker.knows("node-a")
+        c.clock.advance(6)
+        await renew(c, "node-a")  # heard at t=6
+        await c.settle()
+        c.clock.advance(5)  # t=11: past the first grace deadline (10), within the renewed one (16)
+        c.kick(lifecycle, "node-a")
+        await c.settle()
+        assert condition(await c.get("nodes", None, "node-a"), "Ready") == "True"
+        c.clock.advance(5.5)  # t=16.5: 10 s since the renewal, though the last pass was at t=11
+        c.kick(lifecycle, "node-a")
+        await c.wait_for(lambda: _ready_is(c, "node-a", "Unknown"), what="node-a Unknown")
+
+
 async def test_pod_toleration_overrides_the_cluster_default() -> None:
     c, lifecycle = make_cluster()
     async with c:

@@ -3,7 +3,9 @@
 IO around the pure planner ``corral.controllers.nodelifecycleplan`` (read it for the rules). Keyed by node
 name, level-triggered:
 
-- A Node change enqueues itself; a Lease change in ``kube-node-lease`` enqueues the node of the same name;
+- A Node change enqueues itself; a Lease change in ``kube-node-lease`` enqueues the node of the same name,
+  unless that node is healthy and already tracked: then the handler only records the renewal, and the pass
+  queued for the node's grace deadline finds it (the hot path at scale: one renewal per node every 2 s);
   a pod change enqueues its node (``spec.nodeName``) only while that node is not healthy, since only then
   can a pod need marking or evicting.
 - ``reconcile`` records when the agent was last heard from (``HeartbeatTracker``, the controller's clock),
@@ -97,8 +99,18 @@ class NodeLifecycleController:
 
     def _on_lease(self, key: str) -> None:
         namespace, _, name = key.partition("/")
-        if namespace == NODE_LEASE_NAMESPACE and name:
-            self._enqueue(name)
+        if namespace != NODE_LEASE_NAMESPACE or not name:
+            return
+        assert self.nodes is not None and self.leases is not None
+        node = self.nodes.get(name)
+        if node is not None and _healthy(node) and self.tracker.knows(name):
+            # A renewal of a node that is fine: note the moment it was heard, as the reconcile would, and
+            # leave the rest to the pass already queued for its grace deadline (every reconcile of a node
+            # that is not stale queues one), which then finds it heard since. Upstream's controller too
+            # looks at healthy nodes on a timer, not per renewal (1,000 nodes renew 500 times a second).
+            self.tracker.observe(name, node, self.leases.get(key), self.clock.now())
+            return
+        self._enqueue(name)
 
     def _on_pod(self, key: str) -> None:
         assert self.pods is not None and self.nodes is not None

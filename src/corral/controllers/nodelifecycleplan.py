@@ -154,6 +154,9 @@ class HeartbeatTracker:
         self._seen[name] = (signature, now)
         return now
 
+    def knows(self, name: str) -> bool:
+        return name in self._seen
+
     def forget(self, name: str) -> None:
         self._seen.pop(name, None)
 
