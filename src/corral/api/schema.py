@@ -81,6 +81,10 @@ def _types_of(schema: Mapping[str, Any]) -> frozenset[str]:
     return frozenset(out)
 
 
+STRUCT, MAP, OTHER = 0, 1, 2
+"""``SchemaNode.shape`` kinds: an object with declared properties, a string-keyed map, anything else."""
+
+
 class SchemaNode:
     """A position in the schema graph, with ``$ref`` already resolved.
 
@@ -94,6 +98,7 @@ class SchemaNode:
         "_items",
         "_items_done",
         "_local",
+        "_shape",
         "_target",
         "_values",
         "_values_done",
@@ -117,6 +122,7 @@ class SchemaNode:
         self._items_done = False
         self._values: SchemaNode | None = None
         self._values_done = False
+        self._shape: tuple[int, Mapping[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"SchemaNode({self.name or sorted(self.types)!r})"
@@ -193,6 +199,18 @@ class SchemaNode:
     def map_type(self) -> str | None:
         raw = self.get("x-kubernetes-map-type")
         return raw if isinstance(raw, str) else None
+
+    def shape(self) -> tuple[int, Mapping[str, Any]]:
+        """``(STRUCT, properties)``, ``(MAP, {})`` or ``(OTHER, {})``: what pruning asks of every node of
+        every incoming object, worked out once per node (the schema never changes)."""
+        if self._shape is None:
+            if self.is_struct:
+                self._shape = (STRUCT, self.properties)
+            elif self.is_map:
+                self._shape = (MAP, {})
+            else:
+                self._shape = (OTHER, {})
+        return self._shape
 
     def child(self, field: str) -> SchemaNode | None:
         """The node of an object property, or of a map value (``additionalProperties``)."""
@@ -526,8 +544,8 @@ def _prune(value: Any, node: SchemaNode | None, path: str, unknown: list[str]) -
     if isinstance(value, dict):
         if node is None:
             return _copy(value)
-        if node.is_struct:
-            props = node.properties
+        shape, props = node.shape()
+        if shape == STRUCT:
             out: dict[str, Any] = {}
             for key, sub in value.items():
                 child_path = f"{path}.{key}" if path else key
@@ -536,7 +554,7 @@ def _prune(value: Any, node: SchemaNode | None, path: str, unknown: list[str]) -
                 else:
                     unknown.append(child_path)
             return out
-        if node.is_map:
+        if shape == MAP:
             values = node.values()
             return {key: _prune(sub, values, f"{path}[{key}]", unknown) for key, sub in value.items()}
         return _copy(value)
