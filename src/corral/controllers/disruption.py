@@ -89,8 +89,10 @@ class DisruptionController:
     def _budgets_of_namespace(self, obj: JSON) -> list[str]:
         if self.pdbs is None:
             return []
-        namespace = _meta(obj).get("namespace")
         budgets = self.pdbs.keys()  # an Informer method (a list copy), not a dict view
+        if not budgets:
+            return budgets  # the common case, on every pod event
+        namespace = _meta(obj).get("namespace")
         return [key for key in budgets if key.partition("/")[0] == namespace]
 
     def scale_of(self, namespace: str, ref: Mapping[str, Any]) -> ControllerScale | None:
