@@ -346,7 +346,8 @@ class Scheduler:
         if self._snapshot is None:
             return
         held = self._snapshot_pods.get(key)
-        node_name = "" if obj is None else placement(obj, {uid: n for uid, n in self._assumed.values()})
+        assumed = self._assumed.get(key)  # only this pod's own assumption can place it
+        node_name = "" if obj is None else placement(obj, {assumed[0]: assumed[1]} if assumed else None)
         if obj is None or not node_name:
             if held is not None:
                 self._snapshot = None
