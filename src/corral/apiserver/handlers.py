@@ -434,6 +434,7 @@ class ResourceHandlers:
         timeout = _int(request, "timeoutSeconds", 0)
         bookmarks = _bool(request.query.get("allowWatchBookmarks"))
         table, include = wants_table(request)
+        deadline = asyncio.get_running_loop().time() + timeout if timeout > 0 else None
         expired: st.ApiError | None = None
         try:
             events = await self.api.watch(
@@ -442,6 +443,8 @@ class ResourceHandlers:
                 resource_version=request.query.get("resourceVersion"),
                 label_selector=request.query.get("labelSelector"),
                 field_selector=request.query.get("fieldSelector"),
+                deadline=deadline,
+                idle_interval=BOOKMARK_INTERVAL if bookmarks else None,
             )
         except st.ApiError as err:
             if err.code != 410:
@@ -453,61 +456,31 @@ class ResourceHandlers:
         )
         response.enable_chunked_encoding()
         await response.prepare(request)
-        deadline = asyncio.get_running_loop().time() + timeout if timeout > 0 else None
         if expired is not None:
             await response.write(_event_line("ERROR", expired.status()))
             await response.write_eof()
             return response
         with contextlib.suppress(ConnectionResetError):
-            async for line in self._watch_lines(t.rt, events, table, include, bookmarks, deadline):
+            async for line in self._watch_lines(t.rt, events, table, include):
                 await response.write(line)
         with contextlib.suppress(ConnectionResetError, RuntimeError):
             await response.write_eof()
         return response
 
     async def _watch_lines(
-        self,
-        rt: ResourceType,
-        events: AsyncIterator[WatchEvent],
-        table: bool,
-        include: str,
-        bookmarks: bool,
-        deadline: float | None,
+        self, rt: ResourceType, events: AsyncIterator[WatchEvent], table: bool, include: str
     ) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
+        """The stream's lines. Its end (deadline) and its bookmarks (an idle tick) come from ``events``."""
         iterator = events.__aiter__()
-        last_rv = str(self.api.store.revision)
-        # The next event, awaited across bookmark timeouts: wait_for would cancel it on a timeout, which
-        # closes the event generator and so ended every watch idle for BOOKMARK_INTERVAL.
-        pending: asyncio.Future[WatchEvent] | None = None
         try:
-            while True:
-                wait = BOOKMARK_INTERVAL
-                if deadline is not None:
-                    wait = min(wait, deadline - loop.time())
-                    if wait <= 0:
-                        return
-                if pending is None:
-                    pending = asyncio.ensure_future(iterator.__anext__())
-                done, _ = await asyncio.wait({pending}, timeout=wait)
-                try:
-                    if not done:
-                        raise TimeoutError
-                    next_event, pending = pending, None
-                    event = next_event.result()
-                except StopAsyncIteration:
-                    return
-                except TimeoutError:
-                    if bookmarks and (deadline is None or loop.time() < deadline):
-                        last_rv = str(self.api.store.revision)
-                        yield _event_line(
-                            "BOOKMARK",
-                            {
-                                "kind": rt.kind,
-                                "apiVersion": rt.api_version,
-                                "metadata": {"resourceVersion": last_rv},
-                            },
-                        )
+            async for event in iterator:
+                if event.type == "BOOKMARK":
+                    bookmark = {
+                        "kind": rt.kind,
+                        "apiVersion": rt.api_version,
+                        "metadata": {"resourceVersion": str(self.api.store.revision)},
+                    }
+                    yield _event_line("BOOKMARK", bookmark)
                     continue
                 obj = event.obj
                 if not table and event.raw is not None:
@@ -525,10 +498,6 @@ class ResourceHandlers:
         except st.ApiError as err:
             yield _event_line("ERROR", err.status())
         finally:
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pending
             aclose = getattr(iterator, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):

@@ -1018,9 +1018,12 @@ class ResourceAPI:
         field_selector: str | None = None,
         send_initial: bool | None = None,
         deadline: float | None = None,
+        idle_interval: float | None = None,
     ) -> AsyncIterator[WatchEvent]:
         """Events as Kubernetes watch semantics define them. The iteration ends at ``deadline`` (event loop
-        time) when one is given; otherwise the caller bounds the duration."""
+        time) when one is given; otherwise the caller bounds the duration. With ``idle_interval``, every that
+        many seconds a ``BOOKMARK`` event with an empty object is yielded if no event was waiting (the HTTP
+        handler turns it into a bookmark at the store's current revision)."""
         self._refuse_computed(rt)
         labels, fields = parse_selectors(rt, label_selector, field_selector)
         initial: builtins.list[JSON] = []
@@ -1039,7 +1042,7 @@ class ResourceAPI:
             subscription = self.store.watch(rt.list_prefix(namespace), since)
         except Expired as exc:
             raise st.expired(f"too old resource version: {exc.requested} ({exc.oldest})") from exc
-        return self._stream(rt, subscription, initial, labels, fields, deadline)
+        return self._stream(rt, subscription, initial, labels, fields, deadline, idle_interval)
 
     async def _stream(
         self,
@@ -1049,21 +1052,41 @@ class ResourceAPI:
         labels: LabelSelector,
         fields: FieldSelector,
         deadline: float | None,
+        idle_interval: float | None,
     ) -> AsyncIterator[WatchEvent]:
-        # One timer closes the subscription at the deadline (ending the iteration; the events still
-        # buffered are dropped, and a watcher resumes from the last resourceVersion it saw), rather than a
-        # timeout scope around every event.
-        timer = None if deadline is None else asyncio.get_running_loop().call_at(deadline, subscription.close)
+        # Timers, not a timeout scope or a task around every event: one closes the subscription at the
+        # deadline (ending the iteration; events still buffered are dropped, and a watcher resumes from the
+        # last resourceVersion it saw), one ticks it every ``idle_interval``.
+        loop = asyncio.get_running_loop()
+        timer = None if deadline is None else loop.call_at(deadline, subscription.close)
+        ticker: asyncio.TimerHandle | None = None
+
+        def tick() -> None:
+            nonlocal ticker
+            subscription.tick()
+            assert idle_interval is not None
+            ticker = loop.call_later(idle_interval, tick)
+
+        if idle_interval is not None:
+            ticker = loop.call_later(idle_interval, tick)
         try:
             for obj in initial:
                 yield WatchEvent("ADDED", obj)
-            async for event in subscription:
+            while True:
+                try:
+                    event = await subscription.next_or_tick()
+                except StopAsyncIteration:
+                    return
+                if event is None:
+                    yield WatchEvent("BOOKMARK", {})
+                    continue
                 translated = self._filter_event(rt, event, labels, fields)
                 if translated is not None:
                     yield translated
         finally:
-            if timer is not None:
-                timer.cancel()
+            for handle in (timer, ticker):
+                if handle is not None:
+                    handle.cancel()
             subscription.close()
 
     def _filter_event(

@@ -101,6 +101,15 @@ class Watch(Protocol):
 
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
+    async def next_or_tick(self) -> Event | None:
+        """The next event, or None once :meth:`tick` was called while none was buffered; raises
+        StopAsyncIteration at the end. How a watch waits for an event or a timer without a task per event."""
+        ...
+
+    def tick(self) -> None:
+        """Make a waiting (or the next) ``next_or_tick`` return None if no event is buffered by then."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -141,6 +141,7 @@ class StoreWatch:
         "_replay_left",
         "_since",
         "_store",
+        "_ticked",
         "_waiter",
         "overflowed",
     )
@@ -157,6 +158,7 @@ class StoreWatch:
         self._max_lag = max_lag
         self._waiter: asyncio.Future[None] | None = None
         self._done = False
+        self._ticked = False
         self.overflowed = False
         """True when the watch was ended because its consumer lagged too far behind."""
 
@@ -168,18 +170,32 @@ class StoreWatch:
         return self
 
     async def __anext__(self) -> Event:
+        while True:
+            event = await self.next_or_tick()
+            if event is not None:
+                return event
+
+    async def next_or_tick(self) -> Event | None:
         while not self._buffer:
             if self._done:
                 raise StopAsyncIteration
+            if self._ticked:
+                self._ticked = False
+                return None
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiter = waiter
             try:
                 await waiter
             finally:
                 self._waiter = None
+        self._ticked = False  # events are flowing: the tick has nothing to add
         if self._replay_left:
             self._replay_left -= 1
         return self._buffer.popleft()
+
+    def tick(self) -> None:
+        self._ticked = True
+        self._wake()
 
     def close(self) -> None:
         """End the iteration now, dropping undelivered events."""

@@ -1,0 +1,105 @@
+"""The HTTP watch stream of the real aiohttp app, in process (no TLS, no auth): events as lines, the
+``timeoutSeconds`` end, and bookmarks after an idle interval — both driven by timers on the subscription,
+not by a task per event."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from corral.apiserver import handlers
+from corral.apiserver.app import ApiServerApp
+from corral.apiserver.rest import ResourceAPI
+from corral.server import bootstrap
+from corral.store import MemoryStore
+
+CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    store = MemoryStore()
+    api = ResourceAPI(store)
+    await bootstrap(api)
+    app = ApiServerApp(api, None, "127.0.0.1").build()
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+    await store.close()
+
+
+async def _create(client: TestClient, name: str) -> dict:  # type: ignore[type-arg]
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}}
+    response = await client.post(CONFIGMAPS, json=body)
+    assert response.status == 201, await response.text()
+    return dict(await response.json())
+
+
+async def test_events_then_the_stream_ends_at_its_timeout(client: TestClient) -> None:  # type: ignore[type-arg]
+    first = await _create(client, "a")
+    started = time.monotonic()
+    response = await client.get(
+        CONFIGMAPS,
+        params={"watch": "true", "resourceVersion": first["metadata"]["resourceVersion"], "timeoutSeconds": "1"},
+    )
+    await _create(client, "b")
+    lines = []
+    async with asyncio.timeout(10):
+        async for line in response.content:
+            lines.append(orjson.loads(line))
+    elapsed = time.monotonic() - started
+    assert [(e["type"], e["object"]["metadata"]["name"], e["object"]["data"]) for e in lines] == [
+        ("ADDED", "b", {"k": "b"})
+    ]
+    assert lines[0]["object"]["kind"] == "ConfigMap"
+    assert 0.9 <= elapsed < 5
+
+
+async def test_an_idle_watch_with_bookmarks_gets_one_at_the_current_revision(
+    client: TestClient,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handlers, "BOOKMARK_INTERVAL", 0.3)
+    first = await _create(client, "a")
+    response = await client.get(
+        CONFIGMAPS,
+        params={
+            "watch": "true",
+            "resourceVersion": first["metadata"]["resourceVersion"],
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "3",
+        },
+    )
+    async with asyncio.timeout(10):
+        line = await response.content.readline()
+        event = orjson.loads(line)
+        assert event["type"] == "BOOKMARK"
+        assert event["object"]["kind"] == "ConfigMap"
+        assert int(event["object"]["metadata"]["resourceVersion"]) >= int(first["metadata"]["resourceVersion"])
+        # Events still flow after a bookmark.
+        await _create(client, "b")
+        while True:
+            event = orjson.loads(await response.content.readline())
+            if event["type"] != "BOOKMARK":
+                break
+        assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "b")
+    response.close()
+
+
+async def test_without_bookmarks_an_idle_watch_stays_silent(
+    client: TestClient,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handlers, "BOOKMARK_INTERVAL", 0.2)
+    first = await _create(client, "a")
+    response = await client.get(
+        CONFIGMAPS,
+        params={"watch": "true", "resourceVersion": first["metadata"]["resourceVersion"], "timeoutSeconds": "1"},
+    )
+    async with asyncio.timeout(10):
+        body = await response.read()
+    assert body == b""
