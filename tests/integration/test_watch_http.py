@@ -103,3 +103,25 @@ async def test_without_bookmarks_an_idle_watch_stays_silent(
     async with asyncio.timeout(10):
         body = await response.read()
     assert body == b""
+
+
+async def test_a_field_selected_watch_sees_only_its_object(client: TestClient) -> None:  # type: ignore[type-arg]
+    """``metadata.name=`` (like ``spec.nodeName=``) is routed by the store: other objects never reach it."""
+    first = await _create(client, "a")
+    response = await client.get(
+        CONFIGMAPS,
+        params={
+            "watch": "true",
+            "resourceVersion": first["metadata"]["resourceVersion"],
+            "fieldSelector": "metadata.name=b",
+            "timeoutSeconds": "2",
+        },
+    )
+    await _create(client, "c")
+    await _create(client, "b")
+    deleted = await client.delete(f"{CONFIGMAPS}/b")
+    assert deleted.status == 200
+    await _create(client, "d")
+    async with asyncio.timeout(10):
+        lines = [orjson.loads(line) async for line in response.content]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in lines] == [("ADDED", "b"), ("DELETED", "b")]

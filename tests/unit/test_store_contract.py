@@ -23,6 +23,7 @@ from corral.store import (
     StoreClosed,
     StoreWatch,
 )
+from corral.store.base import Trigger
 
 MakeStore = Callable[..., Awaitable[EngineStore]]
 DEADLINE = 5.0
@@ -210,6 +211,55 @@ async def test_many_watchers_only_matching_prefixes_get_events(store: EngineStor
     for watch in watches.values():
         watch.close()
     assert store._watchers == {}
+
+
+def _node_of(obj: dict[str, Any]) -> str:
+    return str((obj.get("spec") or {}).get("nodeName") or "")
+
+
+def on_node(node: str) -> Trigger:
+    return Trigger("spec.nodeName", node, _node_of)
+
+
+async def test_triggered_watch_gets_only_events_touching_its_value(store: EngineStore) -> None:
+    early = await store.create("/t/early", pod("early", spec={"nodeName": "n1"}))
+    n1 = store.watch("/t/", 0, on_node("n1"))  # replays from history: only n1's event
+    n2 = store.watch("/t/", rv(early), on_node("n2"))
+    pending = store.watch("/t/", rv(early), on_node(""))
+    everything = store.watch("/t/", rv(early))
+    assert store.watch_counts()["/t/"] == 4
+    moving = await store.create("/t/moving", pod("moving"))
+    await store.update("/t/moving", pod("moving", spec={"nodeName": "n2"}), rv(moving))  # "" -> n2
+    await store.create("/t/other", pod("other", spec={"nodeName": "n3"}))
+    await store.update("/t/early", pod("early", spec={"nodeName": "n2"}), rv(early))  # leaves n1 for n2
+    await store.delete("/t/early", None)
+    assert [(e.type, e.key) for e in await take(n1, 2)] == [
+        (EventType.ADDED, "/t/early"),
+        (EventType.MODIFIED, "/t/early"),  # its old value was n1: the watcher sees it go
+    ]
+    assert [(e.type, e.key) for e in await take(n2, 3)] == [
+        (EventType.MODIFIED, "/t/moving"),
+        (EventType.MODIFIED, "/t/early"),
+        (EventType.DELETED, "/t/early"),
+    ]
+    assert [(e.type, e.key) for e in await take(pending, 2)] == [
+        (EventType.ADDED, "/t/moving"),
+        (EventType.MODIFIED, "/t/moving"),
+    ]
+    assert len(await take(everything, 5)) == 5
+    for watch in (n1, n2, pending, everything):
+        watch.close()
+    assert store.watch_counts() == {}
+    assert store._triggered == {}
+
+
+async def test_close_ends_triggered_watches_too(make_store: MakeStore) -> None:
+    store = await make_store()
+    watch = store.watch("/tc/", 0, on_node("n1"))
+    await store.create("/tc/a", pod("a", spec={"nodeName": "n1"}))
+    await store.close()
+    async with asyncio.timeout(DEADLINE):
+        assert [e.key async for e in watch] == ["/tc/a"]
 
 
 async def test_watch_from_compacted_history_raises_expired(make_store: MakeStore) -> None:

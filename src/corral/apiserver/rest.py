@@ -16,6 +16,7 @@ import asyncio
 import base64
 import builtins
 import copy
+import functools
 import ipaddress
 import random
 from collections.abc import AsyncIterator, Callable
@@ -45,7 +46,7 @@ from corral.apiserver.patch.apply import apply_patch
 from corral.apiserver.patch.jsonpatch import apply_json_patch
 from corral.apiserver.patch.merge import apply_merge_patch
 from corral.apiserver.patch.strategic import apply_strategic_merge_patch
-from corral.store.base import AlreadyExists, Conflict, Event, EventType, Expired, NotFound, Store
+from corral.store.base import AlreadyExists, Conflict, Event, EventType, Expired, NotFound, Store, Trigger
 from corral.util.clock import Clock, SystemClock
 from corral.util.ids import IdSource, RandomIds
 from corral.util.jsoncopy import json_copy
@@ -140,6 +141,23 @@ def _matches(obj: JSON, labels: LabelSelector, fields: FieldSelector) -> bool:
     if fields.requirements:
         return fields.matches(lambda path: field_value(obj, path))
     return True
+
+
+TRIGGER_FIELDS = ("spec.nodeName", "metadata.name")
+"""Field selectors the store routes watch events by (an ``=`` term on one of these): each agent watches its
+own pods by ``spec.nodeName``, ``kubectl get pod X --watch`` one pod by ``metadata.name``."""
+
+
+def _trigger(fields: FieldSelector) -> Trigger | None:
+    for name in TRIGGER_FIELDS:
+        value = fields.exact(name)
+        if value is not None:
+            return Trigger(name, value, functools.partial(_field_of, path=name))
+    return None
+
+
+def _field_of(obj: JSON, path: str) -> str:
+    return field_value(obj, path)
 
 
 def _rv(obj: JSON) -> int:
@@ -1039,7 +1057,7 @@ class ResourceAPI:
             except ValueError as exc:
                 raise st.bad_request(f"invalid resourceVersion {resource_version!r}") from exc
         try:
-            subscription = self.store.watch(rt.list_prefix(namespace), since)
+            subscription = self.store.watch(rt.list_prefix(namespace), since, _trigger(fields))
         except Expired as exc:
             raise st.expired(f"too old resource version: {exc.requested} ({exc.oldest})") from exc
         return self._stream(rt, subscription, initial, labels, fields, deadline, idle_interval)

@@ -24,7 +24,7 @@ Semantics every backend keeps:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,6 +91,19 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Trigger:
+    """Narrows a watch to the events whose object, before or after the change, has ``value`` in ``field``
+    (``value_of`` reads it): the store then wakes only the watches that can care, as upstream's watch cache
+    does for pods by ``spec.nodeName`` — so a thousand agents, each watching its own pods, are not each
+    woken by every pod event. Events are only routed, never changed: the watcher still applies its
+    selectors."""
+
+    field: str
+    value: str
+    value_of: Callable[[JSONObject], str]
+
+
+@dataclass(frozen=True, slots=True)
 class ListResult:
     items: list[JSONObject]
     revision: int
@@ -134,8 +147,9 @@ class Store(Protocol):
         """Remove the object and return its last state (with the delete revision)."""
         ...
 
-    def watch(self, prefix: str, since: int) -> Watch:
-        """Events after revision ``since`` under ``prefix``. Raises :class:`Expired` synchronously."""
+    def watch(self, prefix: str, since: int, trigger: Trigger | None = None) -> Watch:
+        """Events after revision ``since`` under ``prefix`` (only those ``trigger`` matches, when given).
+        Raises :class:`Expired` synchronously."""
         ...
 
     @property

@@ -63,6 +63,7 @@ from corral.store.base import (
     NotFound,
     StoreClosed,
     StoreError,
+    Trigger,
 )
 
 DEFAULT_HISTORY_WINDOW: Final = 10_000
@@ -144,11 +145,19 @@ class StoreWatch:
         "_ticked",
         "_waiter",
         "overflowed",
+        "trigger",
     )
 
     def __init__(
-        self, store: EngineStore, prefix: str, since: int, replay: list[Event], max_lag: int
+        self,
+        store: EngineStore,
+        prefix: str,
+        since: int,
+        replay: list[Event],
+        max_lag: int,
+        trigger: Trigger | None = None,
     ) -> None:
+        self.trigger = trigger
         self._store: EngineStore | None = store
         self._prefix = prefix
         self._since = since
@@ -252,7 +261,11 @@ class EngineStore:
         self._history: deque[Event] = deque(maxlen=history_window)
         self._watch_buffer = watch_buffer
         self._max_batch = max_batch
-        self._watchers: dict[str, dict[StoreWatch, None]] = {}
+        self._watchers: dict[str, dict[StoreWatch, None]] = {}  # untriggered, by prefix
+        # Triggered watches: prefix → field → (how to read it, value → watches).
+        self._triggered: dict[
+            str, dict[str, tuple[Callable[[JSONObject], str], dict[str, dict[StoreWatch, None]]]]
+        ] = {}
         self._pending: deque[_Op] = deque()
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -298,7 +311,11 @@ class EngineStore:
 
     def watch_counts(self) -> dict[str, int]:
         """Open watches per key prefix."""
-        return {prefix: len(group) for prefix, group in self._watchers.items()}
+        counts = {prefix: len(group) for prefix, group in self._watchers.items()}
+        for prefix, fields in self._triggered.items():
+            triggered = sum(len(group) for _, buckets in fields.values() for group in buckets.values())
+            counts[prefix] = counts.get(prefix, 0) + triggered
+        return counts
 
     # ----- writes
 
@@ -427,6 +444,14 @@ class EngineStore:
             if matching:
                 for watch in list(group):
                     watch._deliver(matching)
+        for prefix, fields in list(self._triggered.items()):
+            matching = [e for e in events if e.key.startswith(prefix)]
+            if not matching:
+                continue
+            for value_of, buckets in list(fields.values()):
+                for value, routed in _route(matching, value_of).items():
+                    for watch in list(buckets.get(value) or ()):
+                        watch._deliver(routed)
 
     @staticmethod
     def _fail(ops: Iterable[_Op], error: Callable[[_Op], BaseException]) -> None:
@@ -436,8 +461,9 @@ class EngineStore:
 
     # ----- watch
 
-    def watch(self, prefix: str, since: int) -> StoreWatch:
-        """Events after revision ``since`` under ``prefix``; raises :class:`Expired` synchronously."""
+    def watch(self, prefix: str, since: int, trigger: Trigger | None = None) -> StoreWatch:
+        """Events after revision ``since`` under ``prefix`` (only those ``trigger`` routes to it, when
+        given); raises :class:`Expired` synchronously."""
         self._check_open(prefix)
         if since < 0:
             raise ValueError(f"since must be >= 0, not {since}")
@@ -449,16 +475,37 @@ class EngineStore:
             raise Expired(since, first - 1)
         start = max(0, since + 1 - first)
         replay = [e for e in itertools.islice(history, start, None) if e.key.startswith(prefix)]
-        watch = StoreWatch(self, prefix, since, replay, self._watch_buffer)
-        self._watchers.setdefault(prefix, {})[watch] = None
+        if trigger is not None:
+            replay = _route(replay, trigger.value_of).get(trigger.value, [])
+        watch = StoreWatch(self, prefix, since, replay, self._watch_buffer, trigger)
+        if trigger is None:
+            self._watchers.setdefault(prefix, {})[watch] = None
+        else:
+            fields = self._triggered.setdefault(prefix, {})
+            _, buckets = fields.setdefault(trigger.field, (trigger.value_of, {}))
+            buckets.setdefault(trigger.value, {})[watch] = None
         return watch
 
     def _unregister(self, watch: StoreWatch) -> None:
-        group = self._watchers.get(watch.prefix)
+        trigger = watch.trigger
+        if trigger is None:
+            group = self._watchers.get(watch.prefix)
+            if group is not None:
+                group.pop(watch, None)
+                if not group:
+                    del self._watchers[watch.prefix]
+            return
+        fields = self._triggered.get(watch.prefix, {})
+        _, buckets = fields.get(trigger.field, (None, {}))
+        group = buckets.get(trigger.value)
         if group is not None:
             group.pop(watch, None)
             if not group:
-                del self._watchers[watch.prefix]
+                del buckets[trigger.value]
+                if not buckets:
+                    del fields[trigger.field]
+                    if not fields:
+                        del self._triggered[watch.prefix]
 
     # ----- lifecycle
 
@@ -477,7 +524,15 @@ class EngineStore:
         finally:
             self._closed = True
             watchers = [w for group in self._watchers.values() for w in group]
+            watchers += [
+                w
+                for fields in self._triggered.values()
+                for _, buckets in fields.values()
+                for group in buckets.values()
+                for w in group
+            ]
             self._watchers.clear()
+            self._triggered.clear()
             for watch in watchers:
                 watch._finish()
             await self._close_backend()
@@ -499,3 +554,16 @@ def _commit_failed(op: _Op, cause: BaseException) -> CommitFailed:
     error = CommitFailed(op.key, f"{op.key}: commit failed: {cause!r}")
     error.__cause__ = cause
     return error
+
+
+def _route(events: Sequence[Event], value_of: Callable[[JSONObject], str]) -> dict[str, list[Event]]:
+    """Events by the trigger values they concern (before and after the change), in revision order."""
+    routed: dict[str, list[Event]] = {}
+    for event in events:
+        now = value_of(event.obj)
+        routed.setdefault(now, []).append(event)
+        if event.prev is not None:
+            before = value_of(event.prev)
+            if before != now:
+                routed.setdefault(before, []).append(event)
+    return routed
