@@ -30,9 +30,11 @@ from corral.api.resources import REGISTRY
 from corral.apiserver import status as st
 from corral.apiserver.app import ApiServerApp
 from corral.apiserver.auth import TokenAuthenticator, admin_token, load_or_create_tokens
-from corral.apiserver.joining import JoinHandler, publish_cluster_info
+from corral.apiserver.joining import JoinHandler, ServingSigner, publish_cluster_info
 from corral.apiserver.jointokens import JOIN_PATH
+from corral.apiserver.nodecerts import serving_signer
 from corral.apiserver.nodeproxy import NodeDirectory
+from corral.apiserver.remotenode import RemoteNodes
 from corral.apiserver.rest import ResourceAPI
 from corral.apiserver.tls import default_sans, ensure_pki, local_addresses
 from corral.client.local import LocalTransport
@@ -132,6 +134,7 @@ class CorralServer:
         self.token: str | None = None
         self.advertise_url = ""
         self.nodes = NodeDirectory()
+        self.remote_nodes: RemoteNodes | None = None
         self.agent: Agent | None = None
         self.dataplane: NodeDataPlane | None = None
         self.dns_address = ""
@@ -156,13 +159,19 @@ class CorralServer:
             authenticator = TokenAuthenticator(tokens, self.api)
         ssl_context = None
         ca_pem = None
+        signer: ServingSigner | None = None
         if cfg.tls:
-            pki = ensure_pki(cfg.data_dir / "pki", default_sans([cfg.host, *cfg.advertise_addresses]))
+            sans = default_sans([cfg.host, *cfg.advertise_addresses])
+            pki = ensure_pki(cfg.data_dir / "pki", sans)
             ssl_context = pki.server_context()
             ca_pem = pki.ca_pem()
+            # Remote agents' node APIs (logs, exec, usage): their serving certs come with the join.
+            signer = serving_signer(cfg.data_dir / "pki", reserved_names=sans)
+            self.remote_nodes = RemoteNodes.for_pki(self.api, cfg.data_dir / "pki")
+            self.nodes.fallback = self.remote_nodes.endpoint
         app = ApiServerApp(self.api, authenticator, f"{cfg.host}:{cfg.port}", self.nodes).build()
         app.router.add_post(ROTATE_KEY_PATH, self._rotate_key)
-        app.router.add_post(JOIN_PATH, JoinHandler(self.api))
+        app.router.add_post(JOIN_PATH, JoinHandler(self.api, signer))
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(
@@ -277,6 +286,10 @@ class CorralServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.remote_nodes is not None:
+            self.nodes.fallback = None
+            await self.remote_nodes.close()
+            self.remote_nodes = None
         if self.store is not None:
             await self.store.close()
             self.store = None

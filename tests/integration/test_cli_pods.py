@@ -627,8 +627,10 @@ def test_agent_joins_a_node_that_runs_its_own_pods(tmp_path: Path) -> None:
         assert not (tmp_path / "server" / "agent" / "pods" / far["metadata"]["uid"]).exists()
         one_error_line(
             corral(cluster, "logs", "far"),
-            'Error from server (ServiceUnavailable): the node "remote-1" running pod far is not reachable '
-            "from the API server",
+            # Joined with a static token, not a join token: no serving certificate, so no node API.
+            'Error from server (ServiceUnavailable): node "remote-1" publishes no node API '
+            "(status.daemonEndpoints.kubeletEndpoint.Port is 0): its agent cannot serve logs, exec or metrics "
+            "— see its log for why",
         )
 
         ok(corral(cluster, "delete", "pod", "far"))

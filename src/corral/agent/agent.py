@@ -147,6 +147,8 @@ class AgentConfig:
     """Probe readiness every 50 ms until the first success (``ProbeTracker``); False: kubelet timing."""
     metrics_interval: float = 5.0
     """Seconds between resource usage samples (``agent.usage``; served by the metrics API)."""
+    node_api_port: int = 0
+    """Port of this agent's node API (``agent.nodeapi``), published in the Node's daemonEndpoints; 0: none."""
 
 
 @dataclass
@@ -269,6 +271,7 @@ class Agent:
                 self.config.address,
                 self.clock.now(),
                 node.get("status"),
+                agent_port=self.config.node_api_port,
                 max_pods=self.config.max_pods,
             )
             try:

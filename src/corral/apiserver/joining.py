@@ -3,11 +3,16 @@
 ``POST /corral/v1/join`` with a join token and ``{"nodeName": N}`` answers ``{"nodeName": N, "token": T}``:
 a fresh node token for N (``jointokens.py``), whose hash replaces any earlier one. As ``kubeadm join`` does,
 it refuses a name whose Node exists and is Ready (a token holder must not take over a live node).
+
+With ``"servingCSR"`` (PEM) and ``"addresses"`` in the request, and a server that has the cluster CA, the
+answer also carries ``"servingCertificate"``: the node API's serving certificate for those addresses, signed
+by the CA (``nodecerts.py``). The agent keeps the key; only public parts travel.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -16,6 +21,7 @@ from aiohttp import web
 from corral.api.resources import REGISTRY, ResourceType
 from corral.apiserver import jointokens as jt
 from corral.apiserver import status as st
+from corral.apiserver.nodecerts import CertError, ReservedName
 from corral.apiserver.rest import ResourceAPI
 
 NODE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -65,9 +71,14 @@ def _ready(node: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
+ServingSigner = Callable[[str, bytes, object], bytes]
+"""``(node name, CSR PEM, requested addresses) → certificate PEM``; raises CertError."""
+
+
 class JoinHandler:
-    def __init__(self, api: ResourceAPI) -> None:
+    def __init__(self, api: ResourceAPI, signer: ServingSigner | None = None) -> None:
         self.api = api
+        self.signer = signer
 
     async def __call__(self, request: web.Request) -> web.Response:
         user = str(request.get("user") or "")
@@ -96,6 +107,17 @@ class JoinHandler:
                     "",
                     "nodes",
                 )
+        answer: dict[str, Any] = {"nodeName": name}
+        csr = body.get("servingCSR")
+        if isinstance(csr, str) and self.signer is not None:  # checked before the token is issued
+            try:
+                answer["servingCertificate"] = self.signer(
+                    name, csr.encode(), body.get("addresses", [])
+                ).decode()
+            except ReservedName:
+                pass  # the node joins; its agent runs without a node API and logs why
+            except CertError as exc:
+                raise st.bad_request(f"cannot issue the node's serving certificate: {exc}") from exc
         token = jt.new_node_token(name)
         await _put(self.api, _rt("secrets"), jt.SYSTEM_NAMESPACE, jt.node_token_secret(token))
-        return web.json_response({"nodeName": name, "token": token})
+        return web.json_response({**answer, "token": token})

@@ -8,8 +8,10 @@ objects, and every write or watch is 405 MethodNotAllowed.
 
 As metrics-server: a pod appears once its node has measured at least one of its containers (a pod that is not
 running has no PodMetrics: 404 for a get, absent from lists); label selectors match the pod's (node's)
-labels; a get of a missing object is ``podmetrics.metrics.k8s.io "<ns>/<name>" not found``. Pods and nodes
-of agents the server cannot reach in-process (remote agents, for now) have no metrics.
+labels; a get of a missing object is ``podmetrics.metrics.k8s.io "<ns>/<name>" not found``. A remote agent's
+sample comes from its node API through a small cache (``remotenode.py``: refreshed in the background, so a
+remote node's first request after a quiet spell may find none yet); nodes the server cannot reach at all
+have no metrics.
 """
 
 from __future__ import annotations

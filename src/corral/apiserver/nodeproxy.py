@@ -1,12 +1,14 @@
 """How the API server reaches a node's agent for ``pods/log``, ``pods/exec`` and resource usage (metrics API).
 
 A node agent implements :class:`NodeEndpoint`; agents running inside ``corral up`` register themselves in the
-:class:`NodeDirectory` directly (no sockets). Requests for a node that has no endpoint get a clear 503.
+:class:`NodeDirectory` directly (no sockets). Other nodes are reached through the directory's ``fallback``
+(``apiserver/remotenode.py``: the agent's node API over mutual TLS), when the server has one (TLS on).
+Requests for a node that has no endpoint get a clear 503.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -46,6 +48,8 @@ class NodeEndpoint(Protocol):
 class NodeDirectory:
     def __init__(self) -> None:
         self._endpoints: dict[str, NodeEndpoint] = {}
+        self.fallback: Callable[[str], NodeEndpoint] | None = None
+        """The endpoint of a node that registered none (a remote agent's), if the server can reach those."""
 
     def register(self, node_name: str, endpoint: NodeEndpoint) -> None:
         self._endpoints[node_name] = endpoint
@@ -54,4 +58,7 @@ class NodeDirectory:
         self._endpoints.pop(node_name, None)
 
     def get(self, node_name: str) -> NodeEndpoint | None:
-        return self._endpoints.get(node_name)
+        found = self._endpoints.get(node_name)
+        if found is None and self.fallback is not None:
+            return self.fallback(node_name)
+        return found

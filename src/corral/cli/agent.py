@@ -14,7 +14,9 @@ Joining with a join token (``--token <id>.<secret> --ca-hash sha256:...``, as ``
 it) verifies the server first and trades the token for a node credential kept in the data dir
 (``cli/join.py``); the node may then do only what node authorization allows (``apiserver/nodeauth.py``).
 
-Not yet: the API server cannot reach a joined agent, so ``logs`` and ``exec`` for its pods answer 503.
+The agent serves its node API (``agent/nodeapi.py``: logs, exec, usage; mutual TLS with the API server) on
+``--address``:``--node-api-port`` (10250, as the kubelet) and publishes the port in its Node's
+``status.daemonEndpoints``; the API server reaches it there for ``kubectl logs/exec/top`` of its pods.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ from corral.util.gctune import tune_for_service
 log = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 10249
+DEFAULT_NODE_API_PORT = 10250
+"""The kubelet's port: logs, exec and usage for the API server (``agent/nodeapi.py``)."""
 """kube-proxy's metrics port: the agent's series include its node's service proxy."""
 
 
@@ -118,8 +122,10 @@ async def run_agent(
     metrics_interval: float = 5.0,
     prometheus_listen: tuple[str, int] | None = None,
     volume_mode: str = "auto",
+    node_api_port: int | None = None,
 ) -> None:
     from corral.agent.agent import Agent, AgentConfig
+    from corral.agent.nodeapi import NodeApiServer, open_node_api
     from corral.agent.runtimes.process import ProcessRuntime
     from corral.client import ClusterAccess, HttpTransport
     from corral.observability import track_proxy
@@ -134,6 +140,7 @@ async def run_agent(
     node_agent: Agent | None = None
     dataplane: NodeDataPlane | None = None
     prometheus: MetricsServer | None = None
+    node_api: NodeApiServer | None = None
     try:
         # Reach the server before binding anything, so a wrong --server or --token is one error line.
         await _reach(transport, name)
@@ -161,6 +168,10 @@ async def run_agent(
             ),
         )
         node_agent.termination_gate = dataplane.drained
+        if node_api_port is not None:  # before start: the first Node status publishes its port
+            node_api, node_agent.config.node_api_port = await open_node_api(
+                node_agent, name, data_dir, ca_pem, address, node_api_port
+            )
         started = asyncio.ensure_future(node_agent.start())
         stop_wait = asyncio.ensure_future(stopping.wait())
         await asyncio.wait({started, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -181,6 +192,8 @@ async def run_agent(
         stop_wait.cancel()
         log.info("stopping")
     finally:
+        if node_api is not None:
+            await node_api.stop()
         if prometheus is not None:
             await prometheus.stop()
         if dataplane is not None:
@@ -284,6 +297,16 @@ def agent(
             "unless the network is trusted.",
         ),
     ] = "127.0.0.1",
+    node_api_port: Annotated[
+        int,
+        typer.Option(
+            "--node-api-port",
+            min=-1,
+            max=65535,
+            help="Port of the node API on --address (HTTPS, mutual TLS: only the API server may call it), "
+            "which serves logs, exec and usage of this node's pods (0: any free, -1: off).",
+        ),
+    ] = DEFAULT_NODE_API_PORT,
     stop_workloads: Annotated[
         bool,
         typer.Option(
@@ -298,7 +321,7 @@ def agent(
 ) -> None:
     """Join this machine to a Corral cluster as a node; run the pods bound to it until Ctrl-C/SIGTERM.
 
-    Logs and exec for pods on a joined node are not proxied by the API server yet (it answers 503).
+    The API server reaches the node's pods (logs, exec, top) through its node API (--node-api-port).
     """
     from corral.server import default_data_dir, default_node_name
 
@@ -321,6 +344,7 @@ def agent(
         except OSError as exc:
             raise CliError(f"cannot read --ca-file {ca_file}: {exc.strerror or exc}") from exc
     node_name = name or default_node_name()
+    node_address = address or default_address(server)
     directory = (data_dir or default_data_dir() / "agents" / node_name).expanduser().resolve()
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -334,7 +358,16 @@ def agent(
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             access = runner.run(
                 node_access(
-                    JoinOptions(server.rstrip("/"), token, ca_pem, pinned, insecure, node_name, directory)
+                    JoinOptions(
+                        server.rstrip("/"),
+                        token,
+                        ca_pem,
+                        pinned,
+                        insecure,
+                        node_name,
+                        directory,
+                        (node_address,),
+                    )
                 )
             )
             runner.run(
@@ -344,7 +377,7 @@ def agent(
                     access.ca_pem,
                     access.insecure,
                     node_name,
-                    address or default_address(server),
+                    node_address,
                     directory,
                     stop_workloads,
                     Printer(),
@@ -353,6 +386,7 @@ def agent(
                     metrics_interval,
                     None if metrics_port < 0 else (metrics_address, metrics_port),
                     volume_mode,
+                    None if node_api_port < 0 else node_api_port,
                 )
             )
     except ApiError as exc:

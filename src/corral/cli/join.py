@@ -12,17 +12,24 @@ The join token then buys a node token (``POST /corral/v1/join``), saved with the
 kubeconfig, ``<data-dir>/node.kubeconfig`` (mode 0600). Later starts use it and need no join token — join
 tokens expire; a restarted node must not. If the saved credential is refused (its node token was revoked)
 and a join token is given, the agent joins again.
+
+The join also gets the node API's serving certificate (``apiserver/nodecerts.py``): the agent makes a key,
+sends a CSR with its addresses, and keeps the signed certificate and the key as ``<data-dir>/node-api.crt``
+and ``node-api.key`` (0600). The key never leaves the machine.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from corral.agent.nodeapi import SERVING_CERT, SERVING_KEY
 from corral.api.resources import REGISTRY
 from corral.apiserver import jointokens as jt
+from corral.apiserver.nodecerts import make_serving_csr
 from corral.apiserver.status import ApiError
 from corral.cli.errors import CliError
 from corral.cli.kubeconfig import write_private
@@ -41,6 +48,8 @@ class JoinOptions:
     insecure: bool
     name: str
     data_dir: Path
+    addresses: tuple[str, ...] = ()
+    """What the node API's serving certificate must be valid for (the node's ``--address``)."""
 
 
 def stored_access(data_dir: Path, server: str) -> ClusterAccess | None:
@@ -118,11 +127,26 @@ async def _works(access: ClusterAccess, node: str) -> bool:
     return True
 
 
-async def exchange(access: ClusterAccess, node: str) -> str:
-    """Trade the join token in ``access`` for a node token."""
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def exchange(
+    access: ClusterAccess, node: str, data_dir: Path | None = None, addresses: tuple[str, ...] = ()
+) -> str:
+    """Trade the join token in ``access`` for a node token (and, with ``data_dir``, a serving certificate)."""
+    body: dict[str, object] = {"nodeName": node}
+    key_pem = b""
+    if data_dir is not None:
+        csr_pem, key_pem = make_serving_csr(node)
+        body.update(servingCSR=csr_pem.decode(), addresses=[a for a in addresses if _is_ip(a)])
     transport = HttpTransport(access, timeout=15.0)
     try:
-        answer = await transport.request("POST", jt.JOIN_PATH, body={"nodeName": node})
+        answer = await transport.request("POST", jt.JOIN_PATH, body=body)
     except ApiError as exc:
         if exc.code == 401:
             raise CliError(
@@ -137,6 +161,10 @@ async def exchange(access: ClusterAccess, node: str) -> str:
     token = answer.get("token") if isinstance(answer, dict) else None
     if not isinstance(token, str):
         raise CliError(f"the server at {access.server} answered the join without a node token")
+    cert = answer.get("servingCertificate")
+    if data_dir is not None and key_pem and isinstance(cert, str):
+        write_private(data_dir / SERVING_KEY, key_pem.decode())
+        write_private(data_dir / SERVING_CERT, cert)
     return token
 
 
@@ -158,7 +186,9 @@ async def node_access(options: JoinOptions) -> ClusterAccess:
             return access
     if join_token is None:
         return ClusterAccess(server, None, ca_pem, insecure)
-    node_token = await exchange(ClusterAccess(server, join_token, ca_pem, insecure), options.name)
+    node_token = await exchange(
+        ClusterAccess(server, join_token, ca_pem, insecure), options.name, options.data_dir, options.addresses
+    )
     access = ClusterAccess(server, node_token, ca_pem, insecure)
     save_access(options.data_dir, access)
     return access
