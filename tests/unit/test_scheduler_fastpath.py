@@ -1,5 +1,7 @@
 """The optimised ``schedule`` against a straightforward reference: the same ``Decision`` (node, message,
-every score, ``examined``) on random clusters, over sequences of ``with_pod`` placements.
+every score, ``examined``) on random clusters, over sequences of ``with_pod`` placements — and over the same
+sequences carried with ``Snapshot.place`` (the controller's owning variant, which updates the memos in
+place), alone and mixed with ``with_pod``, whose older snapshots must stay unchanged.
 
 The reference below is written from the per-node functions only (``node_failures``, ``least_allocated``,
 ``balanced_allocation``, ``untolerated_preferred_taints``, ``preferred_node_affinity``, the selector and
@@ -11,10 +13,11 @@ affinity uses the ``interpod`` module on that fresh snapshot (it has its own tab
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +39,7 @@ from corral.scheduler.scoring import (
 )
 from corral.scheduler.selectors import first_untolerated, matches_node_selection, topology_value
 from corral.scheduler.snapshot import (
+    ConsumedSnapshotError,
     NodeInfo,
     PodInfo,
     Resources,
@@ -458,15 +462,53 @@ def scenarios(
     return cluster, placements, ns_labels, incoming, starts
 
 
+class MixedLineage:
+    """A snapshot lineage carried by ``place`` or ``with_pod`` as ``steps`` says (cycled), which keeps every
+    snapshot that ``with_pod`` left behind with its decisions for ``probes`` (every incoming pod, so the
+    memos of other pod classes than the one placed — the ones ``with_pod`` shares — are asked too), to ask
+    again once the lineage has moved on: a ``place`` must never reach storage a value snapshot shares."""
+
+    def __init__(self, snapshot: Snapshot, steps: Sequence[bool], probes: Sequence[PodInfo]) -> None:
+        self.snapshot = snapshot
+        self.steps = steps or [True]
+        self.probes = probes
+        self.count = 0
+        self.kept: list[tuple[Snapshot, int, list[Decision]]] = []
+
+    def carry(self, pod: PodInfo, node: str, start: int) -> None:
+        owning = self.steps[self.count % len(self.steps)]
+        self.count += 1
+        event("mixed: place" if owning else "mixed: with_pod")
+        if owning:
+            self.snapshot = self.snapshot.place(pod, node)
+        else:
+            before = self.snapshot
+            self.snapshot = before.with_pod(pod, node)
+            self.kept.append((before, start, [schedule(p, before, start) for p in self.probes]))
+
+    def check_kept(self) -> None:
+        for before, start, decisions in self.kept:
+            for probe, decision in zip(self.probes, decisions, strict=True):
+                _same(schedule(probe, before, start), decision)
+
+
+def _same(got: Decision, want: Decision) -> None:
+    assert got == want
+    assert got.examined == want.examined
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
-@given(scenarios())
+@given(scenarios(), st.lists(st.booleans(), max_size=4))
 def test_schedule_matches_reference_over_placements(
     scenario: tuple[list[NodeInfo], list[tuple[str, PodInfo]], JSON, list[PodInfo], list[int]],
+    steps: list[bool],
 ) -> None:
     cluster, placements, ns_labels, incoming, starts = scenario
     snapshot = Snapshot.assemble(cluster, placements, ns_labels)
+    owned = Snapshot.assemble(cluster, placements, ns_labels)  # carried with ``place`` only
+    mixed = MixedLineage(Snapshot.assemble(cluster, placements, ns_labels), steps, incoming)
     placed = list(placements)
     for pod in incoming:
         fresh = Snapshot.assemble(cluster, placed, ns_labels)
@@ -476,17 +518,25 @@ def test_schedule_matches_reference_over_placements(
             want, examined = ref_schedule(pod, fresh, start)
             assert got == want
             assert got.examined == examined
+            _same(schedule(pod, owned, start), got)
+            _same(schedule(pod, mixed.snapshot, start), got)
             event("fits" if got.node else "fits nowhere")
             if examined < len(cluster) and got.node:
                 event("walk stopped early")
         if got.node is not None:
             bound = replace(pod, node_name=got.node)
             before, snapshot = snapshot, snapshot.with_pod(bound, got.node)
+            previous, owned = owned, owned.place(bound, got.node)
+            mixed.carry(bound, got.node, start)
             placed.append((got.node, bound))
             # The older snapshot is a value too: carrying its memos forward must not have changed it.
             again = schedule(pod, before, start)
             assert again == got
             assert again.examined == got.examined
+            # ``place`` consumed the one it was called on.
+            with pytest.raises(ConsumedSnapshotError):
+                schedule(pod, previous, start)
+    mixed.check_kept()
 
 
 def test_reference_sees_a_limit_above_100_nodes() -> None:
@@ -527,6 +577,7 @@ def replica_scenarios(draw: st.DrawFn) -> tuple[list[NodeInfo], JSON, list[PodIn
 def test_replicas_match_reference(scenario: tuple[list[NodeInfo], JSON, list[PodInfo], list[int]]) -> None:
     cluster, ns_labels, replicas, starts = scenario
     snapshot = Snapshot.assemble(cluster, [], ns_labels)
+    owned = Snapshot.assemble(cluster, [], ns_labels)  # carried with ``place``: the domains in place
     placed: list[tuple[str, PodInfo]] = []
     for pod in replicas:
         fresh = Snapshot.assemble(cluster, placed, ns_labels)
@@ -536,10 +587,12 @@ def test_replicas_match_reference(scenario: tuple[list[NodeInfo], JSON, list[Pod
             want, examined = ref_schedule(pod, fresh, start)
             assert got == want
             assert got.examined == examined
+            _same(schedule(pod, owned, start), got)
         event("fits" if got.node else "fits nowhere")
         if got.node is not None:
             bound = replace(pod, node_name=got.node)
             snapshot = snapshot.with_pod(bound, got.node)
+            owned = owned.place(bound, got.node)
             placed.append((got.node, bound))
 
 
@@ -555,6 +608,7 @@ def test_bench_like_burst_matches_reference() -> None:
         for i in range(230)
     ]
     snapshot = Snapshot.assemble(cluster, [], {})
+    owned = Snapshot.assemble(cluster, [], {})  # carried with ``place``, as the scheduler controller does
     placed: list[tuple[str, PodInfo]] = []
     start = 0
     for k in range(90):
@@ -582,7 +636,132 @@ def test_bench_like_burst_matches_reference() -> None:
         assert got == want
         assert got.examined == examined < len(cluster)
         assert got.node is not None
+        _same(schedule(pod, owned, start), got)
         start = (start + examined) % len(cluster)
         bound = replace(pod, node_name=got.node)
         snapshot = snapshot.with_pod(bound, got.node)
+        owned = owned.place(bound, got.node)
         placed.append((got.node, bound))
+    assert owned == snapshot  # the same nodes with the same pods
+
+
+def _spread_pod(name: str, app: str = "web") -> PodInfo:
+    return _pod(
+        {
+            "metadata": {"namespace": "default", "labels": {"app": app}},
+            "spec": {
+                "containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}],
+                "topologySpreadConstraints": [
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": ZONE,
+                        "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"app": app}},
+                    },
+                    {
+                        "maxSkew": 1,
+                        "topologyKey": HOST,
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": {"app": app}},
+                    },
+                ],
+                "affinity": {
+                    "podAntiAffinity": {
+                        "preferredDuringSchedulingIgnoredDuringExecution": [
+                            {
+                                "weight": 10,
+                                "podAffinityTerm": {
+                                    "topologyKey": HOST,
+                                    "labelSelector": {"matchLabels": {"app": app}},
+                                },
+                            }
+                        ]
+                    }
+                },
+            },
+        },
+        name,
+    )
+
+
+def _zoned(count: int) -> list[NodeInfo]:
+    return [
+        NodeInfo(
+            f"n{i}", labels={HOST: f"n{i}", ZONE: f"z{i % 2}"}, allocatable=Resources(4000, 8 * 1024**3, 110)
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_consumed_snapshot_raises_on_every_use() -> None:
+    snapshot = Snapshot.assemble(_zoned(4), [], {})
+    first = _spread_pod("p-0")
+    decision = schedule(first, snapshot)  # fills the memos that ``place`` carries
+    assert decision.node is not None
+    placed = snapshot.place(replace(first, node_name=decision.node), decision.node)
+    node = placed.node(decision.node)
+    assert node is not None and [p.name for p in node.pods] == ["p-0"]
+    uses: list[Callable[[], object]] = [
+        lambda: schedule(_spread_pod("p-1"), snapshot),
+        lambda: snapshot.nodes[0],
+        lambda: len(snapshot.nodes),
+        lambda: list(snapshot.nodes),
+        lambda: snapshot.node("n0"),
+        lambda: snapshot.index("n0"),
+        lambda: snapshot.unique_names,
+        lambda: snapshot.namespace_labels.get("default"),
+        lambda: snapshot.static("k", lambda: 1),
+        lambda: snapshot.carried("k", lambda: 1),
+        lambda: snapshot.matching_counts("k", lambda p: True),
+        lambda: snapshot.pods_with_affinity(),
+        lambda: snapshot.with_pod(first, "n1"),
+        lambda: snapshot.place(first, "n1"),
+        lambda: snapshot == placed,
+    ]
+    for use in uses:
+        with pytest.raises(ConsumedSnapshotError):
+            use()
+    assert "consumed" in repr(snapshot)
+    # The snapshot ``place`` returned is whole, and equal to what ``with_pod`` gives.
+    fresh = Snapshot.assemble(_zoned(4), [], {})
+    assert placed == fresh.with_pod(replace(first, node_name=decision.node), decision.node)
+    assert schedule(_spread_pod("p-1"), placed) == schedule(
+        _spread_pod("p-1"), fresh.with_pod(replace(first, node_name=decision.node), decision.node)
+    )
+
+
+def test_place_on_an_unknown_node_changes_nothing() -> None:
+    snapshot = Snapshot.assemble(_zoned(2), [], {})
+    assert snapshot.place(_spread_pod("p-0"), "nowhere") is snapshot
+    assert len(snapshot.nodes) == 2  # not consumed
+
+
+def _place_all(snapshot: Snapshot, pods: Sequence[PodInfo], on: str | None = None) -> Snapshot:
+    """Each pod placed where ``schedule`` says, or all ``on`` one node (after asking ``schedule``, so the
+    memos are used and carried)."""
+    for pod in pods:
+        node = schedule(pod, snapshot).node
+        assert node is not None
+        node = on or node
+        snapshot = snapshot.place(replace(pod, node_name=node), node)
+    return snapshot
+
+
+@pytest.mark.parametrize("moved_on", ["older", "newer"])
+def test_place_after_with_pod_leaves_the_other_snapshot_alone(moved_on: str) -> None:
+    """``with_pod`` shares with its new snapshot the memo storage its pod does not change; a ``place`` on
+    either of the two afterwards copies that storage before updating it, so the other keeps what it said."""
+    pods = [_spread_pod(f"p-{k}") for k in range(8)]
+    probe = _spread_pod("probe")
+    # Memos for the "web" selector, the zone domains and the resource scores, owned by this lineage.
+    older = _place_all(Snapshot.assemble(_zoned(4), [], {}), pods[:2])
+    other = _pod({"metadata": {"namespace": "default", "labels": {"app": "other"}}, "spec": {}}, "o")
+    newer = older.with_pod(replace(other, node_name="n0"), "n0")  # matches no "web" memo: all shared
+    kept, moving = (newer, older) if moved_on == "older" else (older, newer)
+    said = schedule(probe, kept)
+    moved = _place_all(moving, pods[2:], on="n0")  # lopsided: every count the memos keep moves
+    assert schedule(probe, kept) == said
+    assert said == schedule(probe, Snapshot(kept.nodes))  # and it is what a fresh snapshot says
+    assert schedule(probe, moved) == schedule(probe, Snapshot(moved.nodes))
+    with pytest.raises(ConsumedSnapshotError):
+        schedule(probe, moving)

@@ -217,6 +217,13 @@ class _LocalFailures:
         reasons[index] = resources_fit(self.pod, node)
         return _LocalFailures(self.pod, self.static, reasons)
 
+    def advance_in_place(self, index: int, node: NodeInfo, pod: PodInfo) -> None:
+        if not self.static[index]:
+            self.reasons[index] = resources_fit(self.pod, node)
+
+    def own(self) -> _LocalFailures:
+        return _LocalFailures(self.pod, self.static, list(self.reasons))  # ``static`` is only read
+
 
 def _local_failures(pod: PodInfo, snapshot: Snapshot, pod_class: Hashable) -> _LocalFailures:
     static = snapshot.static(

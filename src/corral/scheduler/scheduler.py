@@ -249,8 +249,8 @@ class Scheduler:
         self._pod_infos: dict[str, tuple[str, PodInfo, tuple[Any, ...]]] = {}
         # The snapshot is kept between decisions and rebuilt only when a watch event changes what it holds
         # (a node's fingerprint, a placed pod's view or placement, namespace labels). Our own bindings are
-        # added with ``with_pod``, which carries the spreading counts forward, so a burst of replicas costs
-        # one rebuild, not one per pod.
+        # added with ``place`` (``with_pod`` reusing the storage of the snapshot it replaces, which nothing
+        # else holds), carrying the derived counts forward, so a burst of replicas costs one rebuild.
         self._snapshot: Snapshot | None = None
         self._snapshot_pods: dict[str, tuple[str, PodInfo]] = {}  # pod key → (node, view) it holds
         self._bind_slots = asyncio.Semaphore(MAX_BINDS_IN_FLIGHT)
@@ -459,7 +459,7 @@ class Scheduler:
             # binding (which may arrive before the bind returns) finds the snapshot already showing it:
             # on that node, with spec.nodeName set (see _note_pod_change).
             bound = replace(pod, node_name=node)
-            self._snapshot = self._snapshot.with_pod(bound, node)
+            self._snapshot = self._snapshot.place(bound, node)
             self._snapshot_pods[key] = (node, bound)
             # The watch event of the binding changes only spec.nodeName: _view then reuses this view.
             self._pod_infos[key] = (str(meta.get("resourceVersion") or ""), bound, _view_source(obj))

@@ -156,7 +156,8 @@ def score_nodes(pod: PodInfo, nodes: Sequence[NodeInfo], snapshot: Snapshot | No
 class _ResourceScores:
     """Per node: (least allocated, balanced allocation, the last NodeScore built from them or None) for
     pods with one set of requests. The NodeScore slot is a cache filled in place by its own snapshot;
-    ``advance`` always makes a new list, so no two snapshots share one."""
+    ``advance`` always makes a new list, so no two snapshots share one (``advance_in_place`` keeps the list
+    for the snapshot that ``Snapshot.place`` returns, the old one being consumed)."""
 
     pod: PodInfo
     entries: list[tuple[float, float, NodeScore | None]]
@@ -165,6 +166,12 @@ class _ResourceScores:
         entries = list(self.entries)
         entries[index] = (least_allocated(self.pod, node), balanced_allocation(self.pod, node), None)
         return _ResourceScores(self.pod, entries)
+
+    def advance_in_place(self, index: int, node: NodeInfo, pod: PodInfo) -> None:
+        self.entries[index] = (least_allocated(self.pod, node), balanced_allocation(self.pod, node), None)
+
+    def own(self) -> _ResourceScores:
+        return _ResourceScores(self.pod, list(self.entries))
 
 
 def _resource_scores(pod: PodInfo, snapshot: Snapshot) -> _ResourceScores:

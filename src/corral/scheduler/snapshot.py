@@ -10,13 +10,17 @@ per-node work: ``static`` (results that read only the nodes' static data — sha
 descendant, since placing a pod never changes a node's labels, readiness, taints or allocatable),
 ``carried`` (state that ``with_pod`` brings forward by updating the one node that changed) and
 ``matching_counts``. They never change what a snapshot says, only how fast it is asked.
+
+``place`` is ``with_pod`` for the sole owner of a snapshot (the scheduler controller's kept one): it updates
+the nodes and the carried memos in place instead of copying O(nodes) data per placement, and consumes the
+snapshot it was called on, whose every later use raises ``ConsumedSnapshotError``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NoReturn, Protocol, TypeVar, cast
 
 from corral.api.quantity import QuantityError, QuantityValue, to_millis, to_units
 
@@ -386,24 +390,82 @@ T = TypeVar("T")
 
 
 class Carried(Protocol):
-    """Derived state kept on a snapshot and brought forward by ``with_pod`` (see ``Snapshot.carried``)."""
+    """Derived state kept on a snapshot and brought forward by ``with_pod`` and ``place`` (see
+    ``Snapshot.carried``)."""
 
     def advance(self, index: int, node: NodeInfo, pod: PodInfo) -> Carried:
         """This state once ``pod`` is placed, making ``node`` the new node at ``index``; ``self`` when
         unchanged. Must not mutate ``self``: the older snapshot may still be asked."""
         ...
 
+    def advance_in_place(self, index: int, node: NodeInfo, pod: PodInfo) -> None:
+        """``advance`` by updating this state's own storage (``Snapshot.place``). Only called on a state
+        that no other snapshot shares: one that ``own`` returned, or that was advanced in place since."""
+        ...
+
+    def own(self) -> Carried:
+        """An equal state sharing none of the storage ``advance_in_place`` updates with ``self`` (what
+        only reads static node data may stay shared)."""
+        ...
+
+
+class ConsumedSnapshotError(RuntimeError):
+    """A snapshot was used after ``Snapshot.place`` handed its storage on to the snapshot it returned."""
+
+
+class _Consumed:
+    """What a consumed snapshot holds in place of every field: any use raises. Costs the live snapshots
+    nothing — no flag is checked on the hot path; the old object simply has nothing left to read."""
+
+    __slots__ = ()
+
+    def _fail(self) -> NoReturn:
+        raise ConsumedSnapshotError(
+            "this snapshot was consumed by Snapshot.place; use the snapshot that place returned"
+        )
+
+    def __getattr__(self, name: str) -> NoReturn:
+        self._fail()
+
+    def __len__(self) -> int:
+        self._fail()
+
+    def __iter__(self) -> NoReturn:
+        self._fail()
+
+    def __getitem__(self, key: object) -> NoReturn:
+        self._fail()
+
+    def __contains__(self, key: object) -> bool:
+        self._fail()
+
+    def __bool__(self) -> bool:
+        self._fail()
+
+    def __eq__(self, other: object) -> bool:
+        self._fail()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "<consumed by Snapshot.place>"
+
+
+_CONSUMED = _Consumed()
+
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    nodes: tuple[NodeInfo, ...] = ()
-    """Sorted by name, so every walk over the nodes is deterministic."""
+    nodes: Sequence[NodeInfo] = ()
+    """Sorted by name, so every walk over the nodes is deterministic. Read-only for callers; stored as a
+    list of the snapshot's own, which ``place`` updates in place."""
     namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict, compare=False)
     """Labels of each namespace, for affinity terms with a ``namespaceSelector``."""
     _index: Mapping[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
     # Per-snapshot memo of derived indexes. The snapshot stays a value: these only cache what its nodes
     # already say, and ``with_pod`` carries them forward incrementally instead of recounting every pod.
-    _counts: dict[tuple[Hashable, bool], tuple[Matcher, list[int]]] = field(
+    # Each entry also names the snapshot lineage that owns its storage (see ``_owner``).
+    _counts: dict[tuple[Hashable, bool], tuple[Matcher, list[int], object]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
     _affinity_pods: list[list[tuple[int, PodInfo]]] = field(
@@ -412,16 +474,25 @@ class Snapshot:
     # What depends only on the nodes' static data (labels, readiness, taints, allocatable — never changed
     # by ``with_pod``) is shared by every snapshot of a lineage: one dict, handed on as it is.
     _static: dict[Hashable, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
-    _carried: dict[Hashable, Carried] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _carried: dict[Hashable, tuple[Carried, object]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    # Which ``_counts`` and ``_carried`` entries no other snapshot shares, so ``place`` may update them in
+    # place: those tagged with this token. ``place`` hands the token on with the storage; ``with_pod``,
+    # after which both snapshots hold the same entries, gives each snapshot a new one, so neither owns
+    # them any more (``place`` copies such an entry once, then owns the copy). Compared by identity: no
+    # hashing of memo keys on the hot path.
+    _owner: object = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        ordered = tuple(sorted(self.nodes, key=lambda n: n.name))
+        ordered = sorted(self.nodes, key=lambda n: n.name)
         object.__setattr__(self, "nodes", ordered)
         object.__setattr__(self, "_index", {n.name: i for i, n in enumerate(ordered)})
         object.__setattr__(self, "_counts", {})
         object.__setattr__(self, "_affinity_pods", [])
         object.__setattr__(self, "_static", {})
         object.__setattr__(self, "_carried", {})
+        object.__setattr__(self, "_owner", object())
 
     def node(self, name: str) -> NodeInfo | None:
         i = self._index.get(name)
@@ -456,9 +527,9 @@ class Snapshot:
         memo = self._carried
         hit = memo.pop(key, None)
         if hit is None:
-            hit = cast(Carried, build())
+            hit = (cast(Carried, build()), self._owner)  # built here: no other snapshot holds it
         memo[key] = hit  # re-inserted: the dict's order is the order of use
-        return cast(T, hit)
+        return cast(T, hit[0])
 
     def matching_counts(
         self, key: Hashable, matcher: Matcher, *, with_terminating: bool = False
@@ -476,7 +547,7 @@ class Snapshot:
                 sum(1 for p in n.pods if (with_terminating or not p.terminating) and matcher(p))
                 for n in self.nodes
             ]
-            hit = (matcher, counts)
+            hit = (matcher, counts, self._owner)
         self._counts[full_key] = hit  # re-inserted: the dict's order is the order of use
         return hit[1]
 
@@ -496,28 +567,82 @@ class Snapshot:
         new_node = nodes[i] = nodes[i].with_pods((pod,))
         # The node order and names are unchanged: skip ``__post_init__``'s sort and index, share the index.
         out: Snapshot = object.__new__(Snapshot)
+        owner = object()
         for name, value in (
-            ("nodes", tuple(nodes)),
+            ("nodes", nodes),
             ("namespace_labels", self.namespace_labels),
             ("_index", self._index),
             ("_counts", {}),
             ("_affinity_pods", []),
             ("_static", self._static),
             ("_carried", {}),
+            ("_owner", owner),
         ):
             object.__setattr__(out, name, value)
         # Carry only the most recently used selectors: old ones are seldom asked again. A list the new pod
         # does not change is shared (never mutated once made), only a changed one is copied.
-        for key, (matcher, counts) in list(self._counts.items())[-CARRIED_COUNTS:]:
+        for key, (matcher, counts, held_by) in list(self._counts.items())[-CARRIED_COUNTS:]:
             if (key[1] or not pod.terminating) and matcher(pod):
                 counts = list(counts)
                 counts[i] += 1
-            out._counts[key] = (matcher, counts)
-        for state_key, state in list(self._carried.items())[-CARRIED_STATES:]:
-            out._carried[state_key] = state.advance(i, new_node, pod)
+                held_by = owner
+            out._counts[key] = (matcher, counts, held_by)
+        for state_key, (state, held_by) in list(self._carried.items())[-CARRIED_STATES:]:
+            advanced = state.advance(i, new_node, pod)
+            # A state ``advance`` returned anew may still share parts with ``state``: never owned.
+            out._carried[state_key] = (advanced, held_by)
+        # Both snapshots may now hold the same memo storage: neither may update it in place any more.
+        object.__setattr__(self, "_owner", object())
         if self._affinity_pods:
             extra = [(i, pod)] if pod.has_pod_affinity else []
             out._affinity_pods.append([*self._affinity_pods[0], *extra])
+        return out
+
+    def place(self, pod: PodInfo, node_name: str) -> Snapshot:
+        """``with_pod`` for the sole owner of this snapshot: the same snapshot value, built by reusing this
+        one's storage (the nodes and the carried memos are updated in place, O(1) per memo rather than
+        O(nodes)). This snapshot must not be used afterwards — it is consumed, and any later use raises
+        ``ConsumedSnapshotError`` — nor anything read from it (``nodes``, ``matching_counts``…). Unknown
+        nodes are ignored: then this snapshot is returned, unchanged and not consumed."""
+        i = self._index.get(node_name)
+        if i is None:
+            return self
+        nodes = cast(list[NodeInfo], self.nodes)
+        new_node = nodes[i] = nodes[i].with_pods((pod,))
+        owner, terminating = self._owner, pod.terminating
+        counts_memo = self._counts
+        # The same memos as ``with_pod`` carries: the most recently used ones.
+        while len(counts_memo) > CARRIED_COUNTS:
+            del counts_memo[next(iter(counts_memo))]
+        for key, (matcher, counts, held_by) in counts_memo.items():
+            if (key[1] or not terminating) and matcher(pod):
+                if held_by is not owner:  # shared with another snapshot: this one gets its own copy, once
+                    counts = list(counts)
+                    counts_memo[key] = (matcher, counts, owner)  # an existing key: safe while iterating
+                counts[i] += 1
+        carried = self._carried
+        while len(carried) > CARRIED_STATES:
+            del carried[next(iter(carried))]
+        for state_key, (state, held_by) in carried.items():
+            if held_by is not owner:
+                state = state.own()
+                carried[state_key] = (state, owner)
+            state.advance_in_place(i, new_node, pod)
+        if self._affinity_pods and pod.has_pod_affinity:
+            self._affinity_pods[0].append((i, pod))  # never shared: ``with_pod`` always makes a new list
+        out: Snapshot = object.__new__(Snapshot)
+        for name in (
+            "nodes",
+            "namespace_labels",
+            "_index",
+            "_counts",
+            "_affinity_pods",
+            "_static",
+            "_carried",
+            "_owner",
+        ):
+            object.__setattr__(out, name, getattr(self, name))
+            object.__setattr__(self, name, _CONSUMED)
         return out
 
     @classmethod

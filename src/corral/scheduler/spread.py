@@ -228,7 +228,7 @@ def _domains(
             values,
             tuple(counts),
             tuple(dict(Counter(c.values())) for c in counts),
-            tuple(min(c.values()) if c else None for c in counts),
+            [min(c.values()) if c else None for c in counts],
         )
 
     return snapshot.carried(key, build)
@@ -236,39 +236,54 @@ def _domains(
 
 @dataclass(frozen=True, slots=True)
 class _Domains:
-    """Matching pods per domain for each rule, with a histogram of those counts to keep the minimum."""
+    """Matching pods per domain for each rule, with a histogram of those counts to keep the minimum.
+
+    ``eligible``, ``values`` and ``matchers`` come from static memos and are only read; ``counts``,
+    ``histograms`` and ``lowest`` are what ``advance_in_place`` updates."""
 
     matchers: tuple[Matcher, ...]
     eligible: tuple[list[bool], ...]
     values: tuple[list[str | None], ...]
     counts: tuple[dict[str, int], ...]
     histograms: tuple[dict[int, int], ...]
-    lowest: tuple[int | None, ...]
+    lowest: list[int | None]
 
     def advance(self, index: int, node: NodeInfo, pod: PodInfo) -> _Domains:
         if pod.terminating:
             return self  # spreading does not count terminating pods
-        counts, histograms, lowest = list(self.counts), list(self.histograms), list(self.lowest)
-        changed = False
+        if not any(self.eligible[j][index] and m(pod) for j, m in enumerate(self.matchers)):
+            return self
+        copy = self.own()
+        copy.advance_in_place(index, node, pod)
+        return copy
+
+    def advance_in_place(self, index: int, node: NodeInfo, pod: PodInfo) -> None:
+        if pod.terminating:
+            return
+        lowest = self.lowest
         for j, matcher in enumerate(self.matchers):
             if not self.eligible[j][index] or not matcher(pod):
                 continue
-            changed = True
             value = self.values[j][index] or ""
-            old = counts[j][value]
-            counts[j] = {**counts[j], value: old + 1}
-            histogram = dict(histograms[j])
+            counts = self.counts[j]
+            old = counts[value]
+            counts[value] = old + 1
+            histogram = self.histograms[j]
             histogram[old] -= 1
             if not histogram[old]:
                 del histogram[old]
                 if lowest[j] == old:
                     lowest[j] = old + 1  # the domain that held the only minimum now holds old + 1
             histogram[old + 1] = histogram.get(old + 1, 0) + 1
-            histograms[j] = histogram
-        if not changed:
-            return self
+
+    def own(self) -> _Domains:
         return _Domains(
-            self.matchers, self.eligible, self.values, tuple(counts), tuple(histograms), tuple(lowest)
+            self.matchers,
+            self.eligible,
+            self.values,
+            tuple(dict(c) for c in self.counts),
+            tuple(dict(h) for h in self.histograms),
+            list(self.lowest),
         )
 
 
