@@ -541,6 +541,8 @@ def prune_unknown(definition_name: str, obj: Any) -> tuple[Any, list[str]]:
 
 
 def _prune(value: Any, node: SchemaNode | None, path: str, unknown: list[str]) -> Any:
+    # Scalars are taken as they are without a call, and a child's path is only spelled out when it is
+    # needed (a container to descend into, or an unknown field): most fields of most objects are scalars.
     if isinstance(value, dict):
         if node is None:
             return _copy(value)
@@ -548,19 +550,27 @@ def _prune(value: Any, node: SchemaNode | None, path: str, unknown: list[str]) -
         if shape == STRUCT:
             out: dict[str, Any] = {}
             for key, sub in value.items():
-                child_path = f"{path}.{key}" if path else key
                 if key in props:
-                    out[key] = _prune(sub, node.child(key), child_path, unknown)
+                    if isinstance(sub, dict | list):
+                        out[key] = _prune(sub, node.child(key), f"{path}.{key}" if path else key, unknown)
+                    else:
+                        out[key] = sub
                 else:
-                    unknown.append(child_path)
+                    unknown.append(f"{path}.{key}" if path else key)
             return out
         if shape == MAP:
             values = node.values()
-            return {key: _prune(sub, values, f"{path}[{key}]", unknown) for key, sub in value.items()}
+            return {
+                key: _prune(sub, values, f"{path}[{key}]", unknown) if isinstance(sub, dict | list) else sub
+                for key, sub in value.items()
+            }
         return _copy(value)
     if isinstance(value, list):
         items = node.items() if node is not None else None
-        return [_prune(sub, items, f"{path}[{i}]", unknown) for i, sub in enumerate(value)]
+        return [
+            _prune(sub, items, f"{path}[{i}]", unknown) if isinstance(sub, dict | list) else sub
+            for i, sub in enumerate(value)
+        ]
     return value
 
 
