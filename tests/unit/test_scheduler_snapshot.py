@@ -330,3 +330,38 @@ def test_pod_view_of_affinity_and_spread() -> None:
 def test_label_selector(selector: LabelSelector, labels: dict[str, str], expected: bool) -> None:
     assert selector.matches(labels) is expected
     assert LabelSelector.parse(None) is None
+
+
+def _labelled(name: str, labels: dict[str, str], namespace: str = "ns", terminating: bool = False) -> PodInfo:
+    return PodInfo(namespace, name, uid=name, labels=labels, terminating=terminating)
+
+
+@pytest.mark.parametrize("carry", ["place", "with_pod"])
+def test_a_new_one_label_selector_counts_from_the_index_as_a_scan_would(carry: str) -> None:
+    """Selectors of one label are first counted from a label index that placements carry forward; the
+    counts must be what asking every pod gives, whichever way the placements were carried."""
+    placed = [
+        ("n1", _labelled("a", {"app": "web"})),
+        ("n1", _labelled("b", {"app": "web"}, terminating=True)),  # spreading leaves terminating pods out
+        ("n2", _labelled("c", {"app": "web"}, namespace="other")),
+        ("n2", _labelled("d", {"app": "db", "tier": "x"})),
+    ]
+    snap = Snapshot.assemble([NodeInfo(n) for n in ("n1", "n2", "n3")], placed)
+    snap.matching_counts("first", lambda p: False, label=("ns", "app", "none"))  # builds the index
+    older = snap
+    for node_name, new in (("n3", _labelled("e", {"app": "web"})), ("n2", _labelled("f", {"app": "db"}))):
+        snap = snap.place(new, node_name) if carry == "place" else snap.with_pod(new, node_name)
+    for label in (("ns", "app", "web"), ("ns", "app", "db"), ("other", "app", "web"), ("ns", "tier", "x")):
+        ns, key, value = label
+
+        def matcher(p: PodInfo, ns: str = ns, key: str = key, value: str = value) -> bool:
+            return p.namespace == ns and p.labels.get(key) == value
+
+        indexed = list(snap.matching_counts(("indexed", label), matcher, label=label))
+        scanned = list(snap.matching_counts(("scanned", label), matcher))
+        assert indexed == scanned, label
+        if carry == "with_pod":  # the older snapshot still counts what it held
+            assert list(older.matching_counts(("old", label), matcher, label=label)) == list(
+                older.matching_counts(("old-scan", label), matcher)
+            )
+    assert list(snap.matching_counts("web", lambda p: False, label=("ns", "app", "web"))) == [1, 0, 1]

@@ -409,6 +409,55 @@ class Carried(Protocol):
         ...
 
 
+LabelKey = tuple[str, str, str]
+"""(namespace, label key, label value)."""
+
+
+@dataclass(slots=True)
+class _LabelIndex:
+    """Per node, how many pods that are not terminating carry each (namespace, label key, value), so that
+    a selector of one label — most workloads' — is counted per node in O(nodes) instead of by asking every
+    placed pod (which each new workload's first replica did). A node's dict is replaced, never changed, so
+    ``own`` copies only the list."""
+
+    per_node: list[dict[LabelKey, int]]
+
+    def advance(self, index: int, node: NodeInfo, pod: PodInfo) -> _LabelIndex:
+        if pod.terminating or not pod.labels:
+            return self
+        per_node = list(self.per_node)
+        per_node[index] = _counted(per_node[index], pod)
+        return _LabelIndex(per_node)
+
+    def advance_in_place(self, index: int, node: NodeInfo, pod: PodInfo) -> None:
+        if not pod.terminating and pod.labels:
+            self.per_node[index] = _counted(self.per_node[index], pod)
+
+    def own(self) -> _LabelIndex:
+        return _LabelIndex(list(self.per_node))
+
+
+def _counted(counts: dict[LabelKey, int], pod: PodInfo) -> dict[LabelKey, int]:
+    out = dict(counts)
+    for key, value in pod.labels.items():
+        label = (pod.namespace, key, value)
+        out[label] = out.get(label, 0) + 1
+    return out
+
+
+def _label_index(nodes: Sequence[NodeInfo]) -> _LabelIndex:
+    per_node: list[dict[LabelKey, int]] = []
+    for node in nodes:
+        counts: dict[LabelKey, int] = {}
+        for pod in node.pods:
+            if not pod.terminating:
+                for key, value in pod.labels.items():
+                    label = (pod.namespace, key, value)
+                    counts[label] = counts.get(label, 0) + 1
+        per_node.append(counts)
+    return _LabelIndex(per_node)
+
+
 class ConsumedSnapshotError(RuntimeError):
     """A snapshot was used after ``Snapshot.place`` handed its storage on to the snapshot it returned."""
 
@@ -532,21 +581,32 @@ class Snapshot:
         return cast(T, hit[0])
 
     def matching_counts(
-        self, key: Hashable, matcher: Matcher, *, with_terminating: bool = False
+        self,
+        key: Hashable,
+        matcher: Matcher,
+        *,
+        with_terminating: bool = False,
+        label: LabelKey | None = None,
     ) -> Sequence[int]:
         """Per node (in ``nodes`` order), how many pods ``matcher`` accepts; terminating pods only count
         ``with_terminating`` (spreading leaves them out, pod affinity does not).
 
         Memoised under ``key``, which must identify ``matcher`` (e.g. namespace and selector): the filter
         and score of one decision, and the decisions after it on ``with_pod`` snapshots, count once.
+        ``label`` says that ``matcher`` accepts exactly the pods of that namespace carrying that one label
+        (a selector of one ``matchLabels`` entry): then the first count comes from a label index.
         """
         full_key = (key, with_terminating)
         hit = self._counts.pop(full_key, None)
         if hit is None:
-            counts = [
-                sum(1 for p in n.pods if (with_terminating or not p.terminating) and matcher(p))
-                for n in self.nodes
-            ]
+            if label is not None and not with_terminating:
+                index = self.carried(("label-index",), lambda: _label_index(self.nodes))
+                counts = [node_counts.get(label, 0) for node_counts in index.per_node]
+            else:
+                counts = [
+                    sum(1 for p in n.pods if (with_terminating or not p.terminating) and matcher(p))
+                    for n in self.nodes
+                ]
             hit = (matcher, counts, self._owner)
         self._counts[full_key] = hit  # re-inserted: the dict's order is the order of use
         return hit[1]

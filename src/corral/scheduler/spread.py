@@ -38,7 +38,15 @@ from corral.scheduler.selectors import (
     matches_node_selection,
     topology_value,
 )
-from corral.scheduler.snapshot import LabelSelector, Matcher, NodeInfo, PodInfo, Snapshot, SpreadConstraint
+from corral.scheduler.snapshot import (
+    LabelKey,
+    LabelSelector,
+    Matcher,
+    NodeInfo,
+    PodInfo,
+    Snapshot,
+    SpreadConstraint,
+)
 
 REASON_SPREAD = "node(s) didn't match pod topology spread constraints"
 REASON_SPREAD_LABEL = REASON_SPREAD + " (missing required label)"
@@ -80,6 +88,8 @@ class Rule:
     key: Hashable
     matcher: Matcher
     self_match: bool
+    label: LabelKey | None = None
+    """(namespace, key, value) when the selector is that one label: counted from the snapshot's index."""
 
 
 def _selector_matcher(namespace: str, selector: LabelSelector) -> Matcher:
@@ -95,12 +105,14 @@ def rules_for(pod: PodInfo, constraints: Sequence[SpreadConstraint]) -> list[Rul
         if c.selector is None:
             out.append(Rule(c, ("nothing",), lambda p: False, False))
             continue
+        single = c.selector.match_labels if not c.selector.match_expressions else ()
         out.append(
             Rule(
                 c,
                 ("selector", pod.namespace, c.selector),
                 _selector_matcher(pod.namespace, c.selector),
                 c.selector.matches(pod.labels),
+                (pod.namespace, *single[0]) if len(single) == 1 else None,
             )
         )
     return out
@@ -132,7 +144,7 @@ def prepare_filter(pod: PodInfo, snapshot: Snapshot) -> SpreadState:
     rules = tuple(r for r in rules_for(pod, pod.spread_constraints) if r.constraint.hard)
     if not rules:
         return SpreadState()
-    counts = [snapshot.matching_counts(r.key, r.matcher) for r in rules]
+    counts = [snapshot.matching_counts(r.key, r.matcher, label=r.label) for r in rules]
     domains: tuple[dict[str, int], ...] = tuple({} for _ in rules)
     for i, node in enumerate(snapshot.nodes):
         if not _has_keys(node, rules):
@@ -215,7 +227,7 @@ def _domains(
     def build() -> _Domains:
         counts: list[dict[str, int]] = []
         for j, rule in enumerate(rules):
-            per_node = snapshot.matching_counts(rule.key, rule.matcher)
+            per_node = snapshot.matching_counts(rule.key, rule.matcher, label=rule.label)
             domain: dict[str, int] = {}
             for i, ok in enumerate(eligible[j]):
                 if ok:
@@ -335,7 +347,7 @@ def spread_scores(pod: PodInfo, snapshot: Snapshot, nodes: Sequence[NodeInfo]) -
     if not rules or not nodes:
         return [0.0] * len(nodes)
     ignored = [require_all and not _has_keys(n, rules) for n in nodes]
-    counts = [snapshot.matching_counts(r.key, r.matcher) for r in rules]
+    counts = [snapshot.matching_counts(r.key, r.matcher, label=r.label) for r in rules]
     per_domain: list[dict[str, int]] = [{} for _ in rules]
     for node, skip in zip(nodes, ignored, strict=True):
         if skip:
@@ -413,7 +425,7 @@ def indexed_scores(
         ignored = [not has_keys[i] for i in indices]
     else:
         ignored = [False] * count
-    counts = [snapshot.matching_counts(r.key, r.matcher) for r in rules]
+    counts = [snapshot.matching_counts(r.key, r.matcher, label=r.label) for r in rules]
     hostname = [r.constraint.topology_key == LABEL_HOSTNAME for r in rules]
     per_domain: list[dict[str, int]] = [{} for _ in rules]
     for j in range(len(rules)):
