@@ -29,6 +29,7 @@ from corral.agent import nodewire as wire
 from corral.apiserver import status as st
 from corral.apiserver.nodecerts import peer_identity, serving_cert_problem
 from corral.apiserver.nodeproxy import NodeEndpoint
+from corral.apiserver.podstreams import stream_logs
 
 log = logging.getLogger(__name__)
 
@@ -118,21 +119,7 @@ class NodeApiServer:
             raise st.bad_request("podUID is required")
         options = wire.log_options(m["container"], request.query)
         pod = wire.pod_stub(m["namespace"], m["pod"], uid)
-        chunks = self.endpoint.container_logs(pod, options).__aiter__()
-        try:  # the first chunk before the headers: an error (container not started) is still a Status
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            first = b""
-        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError):
-            if first:
-                await response.write(first)
-            async for chunk in chunks:
-                await response.write(chunk)
-            await response.write_eof()
-        return response
+        return await stream_logs(request, self.endpoint.container_logs(pod, options))
 
     async def _exec(self, request: web.Request) -> web.StreamResponse:
         m = request.match_info

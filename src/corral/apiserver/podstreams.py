@@ -11,31 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
+from corral.agent import nodewire as wire
 from corral.apiserver import status as st
-from corral.apiserver.nodeproxy import LogOptions, NodeDirectory, NodeEndpoint
+from corral.apiserver.nodeproxy import NodeDirectory, NodeEndpoint
 from corral.apiserver.rest import ResourceAPI
-from corral.util.clock import parse_rfc3339
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-
-
-def _optional_int(request: web.Request, name: str) -> int | None:
-    value = request.query.get(name)
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError as exc:
-        raise st.bad_request(f"{name}: invalid value {value!r}: must be an integer") from exc
 
 
 def pick_container(pod: JSON, requested: str | None) -> str:
@@ -57,6 +48,26 @@ def pick_container(pod: JSON, requested: str | None) -> str:
         f"a container name must be specified for pod {pod_name}, choose one of: "
         f"[{' '.join(names)}]" + (f" or one of the init containers: [{' '.join(init)}]" if init else "")
     )
+
+
+async def stream_logs(request: web.Request, logs: AsyncIterator[bytes]) -> web.StreamResponse:
+    """A log stream as a chunked text/plain response. The first chunk is read before the headers go out,
+    so an error raised by then (container not started, bad options) is still answered as a Status."""
+    chunks = logs.__aiter__()
+    try:
+        first = await chunks.__anext__()
+    except StopAsyncIteration:
+        first = b""
+    response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    with contextlib.suppress(ConnectionResetError):
+        if first:
+            await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    return response
 
 
 class PodStreams:
@@ -82,32 +93,8 @@ class PodStreams:
         self, request: web.Request, rt: Any, namespace: str | None, name: str
     ) -> web.StreamResponse:
         pod, endpoint = await self._pod_and_node(rt, namespace, name)
-        since_time = request.query.get("sinceTime")
-        options = LogOptions(
-            container=pick_container(pod, request.query.get("container")),
-            follow=request.query.get("follow", "").lower() in ("true", "1"),
-            tail_lines=_optional_int(request, "tailLines"),
-            since_seconds=_optional_int(request, "sinceSeconds"),
-            since_time=parse_rfc3339(since_time) if since_time else None,
-            timestamps=request.query.get("timestamps", "").lower() in ("true", "1"),
-            previous=request.query.get("previous", "").lower() in ("true", "1"),
-            limit_bytes=_optional_int(request, "limitBytes"),
-        )
-        chunks = endpoint.container_logs(pod, options).__aiter__()
-        try:
-            first = await chunks.__anext__()
-        except StopAsyncIteration:
-            first = b""
-        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        with contextlib.suppress(ConnectionResetError):
-            if first:
-                await response.write(first)
-            async for chunk in chunks:
-                await response.write(chunk)
-            await response.write_eof()
-        return response
+        options = wire.log_options(pick_container(pod, request.query.get("container")), request.query)
+        return await stream_logs(request, endpoint.container_logs(pod, options))
 
     async def exec(
         self, request: web.Request, rt: Any, namespace: str | None, name: str
