@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
@@ -39,13 +40,16 @@ async def _create(client: TestClient, name: str) -> dict:  # type: ignore[type-a
     return dict(await response.json())
 
 
+async def _watch(client: TestClient, since: dict, **params: str) -> Any:  # type: ignore[type-arg]
+    """A watch of the configmaps after ``since`` (an object), with extra query ``params``."""
+    query = {"watch": "true", "resourceVersion": since["metadata"]["resourceVersion"], **params}
+    return await client.get(CONFIGMAPS, params=query)
+
+
 async def test_events_then_the_stream_ends_at_its_timeout(client: TestClient) -> None:  # type: ignore[type-arg]
     first = await _create(client, "a")
     started = time.monotonic()
-    response = await client.get(
-        CONFIGMAPS,
-        params={"watch": "true", "resourceVersion": first["metadata"]["resourceVersion"], "timeoutSeconds": "1"},
-    )
+    response = await _watch(client, first, timeoutSeconds="1")
     await _create(client, "b")
     lines = []
     async with asyncio.timeout(10):
@@ -65,15 +69,7 @@ async def test_an_idle_watch_with_bookmarks_gets_one_at_the_current_revision(
 ) -> None:
     monkeypatch.setattr(handlers, "BOOKMARK_INTERVAL", 0.3)
     first = await _create(client, "a")
-    response = await client.get(
-        CONFIGMAPS,
-        params={
-            "watch": "true",
-            "resourceVersion": first["metadata"]["resourceVersion"],
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": "3",
-        },
-    )
+    response = await _watch(client, first, allowWatchBookmarks="true", timeoutSeconds="3")
     async with asyncio.timeout(10):
         line = await response.content.readline()
         event = orjson.loads(line)
@@ -96,10 +92,7 @@ async def test_without_bookmarks_an_idle_watch_stays_silent(
 ) -> None:
     monkeypatch.setattr(handlers, "BOOKMARK_INTERVAL", 0.2)
     first = await _create(client, "a")
-    response = await client.get(
-        CONFIGMAPS,
-        params={"watch": "true", "resourceVersion": first["metadata"]["resourceVersion"], "timeoutSeconds": "1"},
-    )
+    response = await _watch(client, first, timeoutSeconds="1")
     async with asyncio.timeout(10):
         body = await response.read()
     assert body == b""
@@ -108,15 +101,7 @@ async def test_without_bookmarks_an_idle_watch_stays_silent(
 async def test_a_field_selected_watch_sees_only_its_object(client: TestClient) -> None:  # type: ignore[type-arg]
     """``metadata.name=`` (like ``spec.nodeName=``) is routed by the store: other objects never reach it."""
     first = await _create(client, "a")
-    response = await client.get(
-        CONFIGMAPS,
-        params={
-            "watch": "true",
-            "resourceVersion": first["metadata"]["resourceVersion"],
-            "fieldSelector": "metadata.name=b",
-            "timeoutSeconds": "2",
-        },
-    )
+    response = await _watch(client, first, fieldSelector="metadata.name=b", timeoutSeconds="2")
     await _create(client, "c")
     await _create(client, "b")
     deleted = await client.delete(f"{CONFIGMAPS}/b")
