@@ -333,17 +333,21 @@ def prepare_indexed_filter(pod: PodInfo, snapshot: Snapshot, pod_class: Hashable
 # ---------------------------------------------------------------------------------------------- score
 
 
+def score_rules(pod: PodInfo) -> tuple[list[Rule], bool]:
+    """The rules that score ``pod`` — its ``ScheduleAnyway`` constraints, or the system defaults over its
+    group when it has none — and whether a node must carry every rule's key to be scored (not so for the
+    system defaults, which do not ignore nodes that lack a zone label)."""
+    if pod.spread_constraints:
+        return [r for r in rules_for(pod, pod.spread_constraints) if not r.constraint.hard], True
+    key, matcher = _group_matcher(pod)
+    if key == ("nothing",):
+        return [], False
+    return [Rule(c, key, matcher, True) for c in SYSTEM_DEFAULT_CONSTRAINTS], False
+
+
 def spread_scores(pod: PodInfo, snapshot: Snapshot, nodes: Sequence[NodeInfo]) -> list[float]:
     """Normalised 0..100 scores of the feasible ``nodes`` (upstream's PreScore, Score, NormalizeScore)."""
-    if pod.spread_constraints:
-        rules = [r for r in rules_for(pod, pod.spread_constraints) if not r.constraint.hard]
-        require_all = True
-    else:
-        key, matcher = _group_matcher(pod)
-        rules = (
-            [Rule(c, key, matcher, True) for c in SYSTEM_DEFAULT_CONSTRAINTS] if key != ("nothing",) else []
-        )
-        require_all = False  # system defaults do not ignore nodes that lack a zone label
+    rules, require_all = score_rules(pod)
     if not rules or not nodes:
         return [0.0] * len(nodes)
     ignored = [require_all and not _has_keys(n, rules) for n in nodes]
@@ -404,15 +408,7 @@ def indexed_scores(
     """``spread_scores(pod, snapshot, [snapshot.nodes[i] for i in indices])`` for a snapshot with unique
     node names, with static topology data memoised and the domain totals carried (``_domains``)."""
     count = len(indices)
-    if pod.spread_constraints:
-        rules = [r for r in rules_for(pod, pod.spread_constraints) if not r.constraint.hard]
-        require_all = True
-    else:
-        key, matcher = _group_matcher(pod)
-        rules = (
-            [Rule(c, key, matcher, True) for c in SYSTEM_DEFAULT_CONSTRAINTS] if key != ("nothing",) else []
-        )
-        require_all = False
+    rules, require_all = score_rules(pod)
     if not rules or not count:
         return [0.0] * count
     values = tuple(topology_values(snapshot, r.constraint.topology_key) for r in rules)
