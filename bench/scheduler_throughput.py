@@ -420,22 +420,33 @@ def one_run(args: argparse.Namespace, workdir: Path, index: int) -> JSON:
         result["register_seconds"] = register_seconds
         return result
     finally:
-        if spy is not None:
-            import signal
+        try:
+            if spy is not None:
+                import signal
+                import subprocess
 
-            spy.send_signal(signal.SIGINT)
-            spy.wait(30)
-        if hollow is not None:
-            hollow.join(30)
-            if hollow.is_alive():
-                hollow.kill()
-                hollow.join()
-        if parent is not None:
-            parent.close()
-        server.stop(timeout=30)
+                spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                try:
+                    spy.wait(30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    spy.wait()
+            if hollow is not None:
+                hollow.join(30)
+                if hollow.is_alive():
+                    hollow.kill()
+                    hollow.join()
+            if parent is not None:
+                parent.close()
+        finally:
+            server.stop(timeout=30)  # whatever failed above, never leave the server running
 
 
 def main() -> None:
+    import signal
+
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so every run's finally stops its server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=10000)
