@@ -15,6 +15,7 @@ from corral.controllers.nodelifecycleplan import LifecycleConfig
 from corral.controllers.replicaset import ReplicaSetController
 from corral.controllers.runtime import Controller
 from corral.controllers.servicelb import ServiceLoadBalancerController
+from corral.controllers.tokencleaner import TokenCleaner
 from corral.util.clock import Clock
 
 
@@ -35,6 +36,7 @@ def all_controllers(
     controllers.append(ServiceLoadBalancerController(transport))
     controllers.append(DisruptionController(transport, clock))
     controllers.append(NodeLifecycleController(transport, clock, node_lifecycle))
+    controllers.append(TokenCleaner(transport, clock))
     controllers.append(
         HorizontalPodAutoscalerController(
             transport, clock, sync_period=hpa_sync_period, custom=custom_metrics

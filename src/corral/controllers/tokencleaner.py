@@ -1,0 +1,82 @@
+"""Token cleaner: deletes a join token's Secret once the token has expired, as upstream's ``tokencleaner``.
+
+Join tokens (``corral token create``) are kubeadm-style bootstrap-token Secrets in ``kube-system`` with an
+``expiration``. The API server already refuses an expired one; this controller removes its Secret so that
+``corral token list`` and the Secret list do not grow with dead tokens. Keyed by Secret, only bootstrap-token
+Secrets are enqueued; a token that is still valid is looked at again when it expires. The delete carries the
+Secret's uid as a precondition (as upstream), so a token recreated under the same id is never removed by an
+old decision. Pure part: :func:`seconds_left`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from corral.api.resources import REGISTRY
+from corral.apiserver import jointokens as jt
+from corral.apiserver import status as st
+from corral.client.base import Transport
+from corral.client.informer import Informer, object_key
+from corral.controllers.runtime import ControllerManager
+from corral.util.clock import Clock
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+SECRETS = REGISTRY.require("secrets")
+LATE = 0.05  # a hair past the expiration, so the next look is not a few microseconds early
+
+
+def seconds_left(secret: JSON, now: datetime.datetime) -> float | None:
+    """How long the join token in ``secret`` is still valid (≤ 0: expired); None when it is not a join
+    token Secret in kube-system or has no expiration (it never expires)."""
+    if (secret.get("metadata") or {}).get("namespace") != jt.SYSTEM_NAMESPACE:
+        return None
+    info = jt.token_info(secret)
+    if info is None or info.expiration is None:
+        return None
+    return (info.expiration - now).total_seconds()
+
+
+class TokenCleaner:
+    name = "token-cleaner"
+    workers = 1
+
+    def __init__(self, transport: Transport, clock: Clock) -> None:
+        self.transport = transport
+        self.clock = clock
+        self.secrets: Informer | None = None
+
+    def setup(self, manager: ControllerManager) -> None:
+        self.secrets = manager.watch(self, SECRETS, self._join_tokens)
+
+    @staticmethod
+    def _join_tokens(secret: JSON) -> list[str]:
+        meta = secret.get("metadata") or {}
+        if meta.get("namespace") == jt.SYSTEM_NAMESPACE and secret.get("type") == jt.BOOTSTRAP_SECRET_TYPE:
+            return [object_key(secret)]
+        return []
+
+    async def reconcile(self, key: str) -> float | None:
+        assert self.secrets is not None
+        secret = self.secrets.get(key)
+        if secret is None:
+            return None
+        left = seconds_left(secret, self.clock.now())
+        if left is None:
+            return None
+        if left > 0:
+            return left + LATE
+        meta = secret.get("metadata") or {}
+        try:
+            await self.transport.delete(
+                SECRETS, jt.SYSTEM_NAMESPACE, str(meta.get("name")), precondition_uid=str(meta.get("uid"))
+            )
+        except st.ApiError as exc:
+            if exc.code not in (404, 409):
+                raise
+            return None  # gone already, or replaced by a new token of that id: its own event brings it
+        log.info("deleted expired join token %s", meta.get("name"))
+        return None
