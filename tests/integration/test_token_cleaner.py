@@ -6,7 +6,7 @@ import datetime
 from typing import Any
 
 from corral.apiserver import jointokens as jt
-from corral.controllers.tokencleaner import TokenCleaner, seconds_left
+from corral.controllers.tokencleaner import KEEP_EXPIRED, TokenCleaner, seconds_left
 from corral.testing.controllers import InProcessCluster, rt
 
 JSON = dict[str, Any]
@@ -16,8 +16,9 @@ NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
 def test_seconds_left_reads_the_expiration_of_join_tokens_only() -> None:
     token = jt.token_secret("abcdef.0123456789abcdef", NOW + datetime.timedelta(seconds=30))
     token["metadata"]["namespace"] = jt.SYSTEM_NAMESPACE
-    assert seconds_left(token, NOW) == 30
-    assert seconds_left(token, NOW + datetime.timedelta(seconds=31)) == -1
+    kept = KEEP_EXPIRED.total_seconds()
+    assert seconds_left(token, NOW) == 30 + kept
+    assert seconds_left(token, NOW + datetime.timedelta(seconds=31 + kept)) == -1
     forever = jt.token_secret("bbbbbb.0123456789abcdef", None)
     assert seconds_left(forever, NOW) is None
     elsewhere = {**token, "metadata": {**token["metadata"], "namespace": "default"}}
@@ -25,7 +26,7 @@ def test_seconds_left_reads_the_expiration_of_join_tokens_only() -> None:
     assert seconds_left({**token, "type": "Opaque"}, NOW) is None
 
 
-async def test_expired_join_tokens_are_deleted_when_they_expire() -> None:
+async def test_expired_join_tokens_are_deleted_an_hour_after_they_expire() -> None:
     holder: list[TokenCleaner] = []
 
     def cleaner(t: Any, clock: Any) -> TokenCleaner:
@@ -48,11 +49,18 @@ async def test_expired_join_tokens_are_deleted_when_they_expire() -> None:
         names = {s["metadata"]["name"] for s in await c.list("secrets", jt.SYSTEM_NAMESPACE)}
         assert {"bootstrap-token-aaaaaa", "bootstrap-token-bbbbbb", "bootstrap-token-cccccc"} <= names
 
-        # Still valid: the next look is scheduled for its expiration (a hair after).
+        # Still valid: the next look is scheduled for its deletion time (a hair after).
+        kept = KEEP_EXPIRED.total_seconds()
         delay = await holder[0].reconcile(f"{jt.SYSTEM_NAMESPACE}/bootstrap-token-aaaaaa")
-        assert delay is not None and 10 < delay < 10.1
+        assert delay is not None and 10 + kept < delay < 10.1 + kept
 
+        # Expired, but kept a while: an agent presenting it is told it expired.
         c.clock.advance(11)
+        c.kick(holder[0], f"{jt.SYSTEM_NAMESPACE}/bootstrap-token-aaaaaa")
+        await c.settle()
+        assert await c.get("secrets", jt.SYSTEM_NAMESPACE, "bootstrap-token-aaaaaa") is not None
+
+        c.clock.advance(kept)
         c.kick(holder[0], f"{jt.SYSTEM_NAMESPACE}/bootstrap-token-aaaaaa")
         c.kick(holder[0], f"{jt.SYSTEM_NAMESPACE}/bootstrap-token-cccccc")
         await c.wait_for(

@@ -2,10 +2,12 @@
 
 Join tokens (``corral token create``) are kubeadm-style bootstrap-token Secrets in ``kube-system`` with an
 ``expiration``. The API server already refuses an expired one; this controller removes its Secret so that
-``corral token list`` and the Secret list do not grow with dead tokens. Keyed by Secret, only bootstrap-token
-Secrets are enqueued; a token that is still valid is looked at again when it expires. The delete carries the
-Secret's uid as a precondition (as upstream), so a token recreated under the same id is never removed by an
-old decision. Pure part: :func:`seconds_left`.
+``corral token list`` and the Secret list do not grow with dead tokens. Unlike upstream (which deletes at the
+expiration), an expired token is kept for ``KEEP_EXPIRED`` (an hour) first: meanwhile an agent presenting it
+is told "has expired" rather than that the token is unknown, and ``corral token list`` shows it as expired.
+Keyed by Secret, only bootstrap-token Secrets are enqueued; one not yet due is looked at again when it is.
+The delete carries the Secret's uid as a precondition (as upstream), so a token recreated under the same id
+is never removed by an old decision. Pure part: :func:`seconds_left`.
 """
 
 from __future__ import annotations
@@ -26,18 +28,20 @@ log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
 SECRETS = REGISTRY.require("secrets")
-LATE = 0.05  # a hair past the expiration, so the next look is not a few microseconds early
+LATE = 0.05  # a hair past the deadline, so the next look is not a few microseconds early
+KEEP_EXPIRED = datetime.timedelta(hours=1)
 
 
 def seconds_left(secret: JSON, now: datetime.datetime) -> float | None:
-    """How long the join token in ``secret`` is still valid (≤ 0: expired); None when it is not a join
-    token Secret in kube-system or has no expiration (it never expires)."""
+    """How long until the join token Secret ``secret`` is to be deleted (≤ 0: now), i.e. its expiration
+    plus :data:`KEEP_EXPIRED`; None when it is not a join token Secret in kube-system or has no expiration
+    (it never expires)."""
     if (secret.get("metadata") or {}).get("namespace") != jt.SYSTEM_NAMESPACE:
         return None
     info = jt.token_info(secret)
     if info is None or info.expiration is None:
         return None
-    return (info.expiration - now).total_seconds()
+    return (info.expiration + KEEP_EXPIRED - now).total_seconds()
 
 
 class TokenCleaner:
