@@ -152,12 +152,8 @@ def _trigger(fields: FieldSelector) -> Trigger | None:
     for name in TRIGGER_FIELDS:
         value = fields.exact(name)
         if value is not None:
-            return Trigger(name, value, functools.partial(_field_of, path=name))
+            return Trigger(name, value, functools.partial(field_value, path=name))
     return None
-
-
-def _field_of(obj: JSON, path: str) -> str:
-    return field_value(obj, path)
 
 
 def _rv(obj: JSON) -> int:

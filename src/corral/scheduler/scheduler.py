@@ -474,9 +474,7 @@ class Scheduler:
         uid = str(meta.get("uid") or "")
         try:
             outcome = await self.binder.bind(str(meta.get("namespace")), str(meta.get("name")), node, uid)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
+        except Exception:  # not CancelledError (a BaseException): shutdown is not a failed bind
             log.exception("binding %s to %s failed; retrying with backoff", key, node)
             self._forget_assumption(key, uid, node)
             self.queue.add_rate_limited(key)
