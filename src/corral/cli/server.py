@@ -10,14 +10,11 @@ certificate (re-issued by the same CA when one is missing) and the first is the 
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from corral.cli.kubeconfig import DataDirOption
-from corral.cli.output import Printer
 from corral.cli.up import (
     DnsPortOption,
     HostOption,
@@ -31,11 +28,8 @@ from corral.cli.up import (
     StoreOption,
     VerboseOption,
     VolumeModeOption,
-    _loop_factory,
-    check_volume_mode,
-    configure_logging,
     port_or_off,
-    serve,
+    run_control_plane,
 )
 
 
@@ -69,12 +63,10 @@ def server(
     pod_eviction_timeout: PodEvictionTimeoutOption = 4,
 ) -> None:
     """Run the control plane for agents to join (`corral token create` prints the join command)."""
-    from corral.server import ServerConfig, default_data_dir
-
-    configure_logging(verbose)
-    directory: Path = (data_dir or default_data_dir()).expanduser()
-    config = ServerConfig(
-        data_dir=directory,
+    run_control_plane(
+        data_dir,
+        verbose,
+        check_volumes=with_agent,
         host=host,
         port=port,
         store=store,
@@ -89,10 +81,6 @@ def server(
         advertise_addresses=tuple(advertise_address or ()),
         pod_eviction_timeout=pod_eviction_timeout,
     )
-    if with_agent:
-        check_volume_mode(volume_mode)
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(config, Printer()))
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -185,12 +185,10 @@ def up(
     pod_eviction_timeout: PodEvictionTimeoutOption = 5,
 ) -> None:
     """Run Corral (API server and all) in the foreground; writes a kubeconfig into the data dir."""
-    from corral.server import ServerConfig, default_data_dir  # heavy imports: only `up` pays for them
-
-    configure_logging(verbose)
-    directory: Path = (data_dir or default_data_dir()).expanduser()
-    config = ServerConfig(
-        data_dir=directory,
+    run_control_plane(
+        data_dir,
+        verbose,
+        check_volumes=True,
         host=host,
         port=port,
         store=store,
@@ -203,9 +201,19 @@ def up(
         volume_mode=volume_mode,
         pod_eviction_timeout=pod_eviction_timeout,
     )
-    check_volume_mode(volume_mode)
+
+
+def run_control_plane(data_dir: Path | None, verbose: int, *, check_volumes: bool, **config: Any) -> None:
+    """What `corral up` and `corral server` do once their options are read: logging, the ServerConfig
+    (``config`` are its fields), the volume mode check when this process runs a node, and the server."""
+    from corral.server import ServerConfig, default_data_dir  # heavy imports: only these commands pay
+
+    configure_logging(verbose)
+    server_config = ServerConfig(data_dir=(data_dir or default_data_dir()).expanduser(), **config)
+    if check_volumes:
+        check_volume_mode(server_config.volume_mode)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(serve(config, Printer()))
+        runner.run(serve(server_config, Printer()))
 
 
 def register(app: typer.Typer) -> None:
