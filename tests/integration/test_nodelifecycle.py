@@ -9,7 +9,6 @@ runtime in process, because only there can pods be deleted while no agent runs.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import time
@@ -32,6 +31,7 @@ from corral.server import bootstrap
 from corral.store import MemoryStore
 from corral.testing.controllers import InProcessCluster, rt
 from corral.testing.process import ServerProcess
+from corral.testing.waiting import eventually
 from corral.util.clock import rfc3339
 from tests.conftest import Kubectl
 from tests.integration.podkit import alive, group_members, main_pid, pgid_of
@@ -345,20 +345,6 @@ async def _deleted_or_terminating(c: InProcessCluster, name: str) -> bool:
 
 
 # ------------------------------------------------------------------------------------ returning agent
-
-
-async def eventually(check: Any, within: float, what: str) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def _pod(name: str) -> JSON:

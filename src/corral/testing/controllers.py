@@ -19,6 +19,7 @@ from corral.client.local import LocalTransport
 from corral.controllers.runtime import Controller, ControllerManager
 from corral.store import MemoryStore
 from corral.testing.clock import FakeClock
+from corral.testing.waiting import eventually
 
 JSON = dict[str, Any]
 
@@ -85,17 +86,7 @@ class InProcessCluster:
         self, check: Callable[[], Any], within: float = 5.0, what: str = "condition", interval: float = 0.01
     ) -> Any:
         """Poll an (async or plain) check until it returns something truthy; fail after ``within`` s."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out after {within}s waiting for {what}")
-            await asyncio.sleep(interval)
+        return await eventually(check, within, what, interval)
 
 
 def rt(name: str) -> ResourceType:
