@@ -497,6 +497,16 @@ def _same(got: Decision, want: Decision) -> None:
     assert got.examined == want.examined
 
 
+def _checked(pod: PodInfo, snapshot: Snapshot, fresh: Snapshot, start: int) -> Decision:
+    """``schedule`` on ``snapshot``, checked against the reference on ``fresh`` (``examined`` included:
+    ``Decision.__eq__`` leaves it out)."""
+    got = schedule(pod, snapshot, start)
+    want, examined = ref_schedule(pod, fresh, start)
+    assert got == want
+    assert got.examined == examined
+    return got
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
@@ -514,14 +524,11 @@ def test_schedule_matches_reference_over_placements(
         fresh = Snapshot.assemble(cluster, placed, ns_labels)
         for start in starts:
             start %= len(cluster)
-            got = schedule(pod, snapshot, start)
-            want, examined = ref_schedule(pod, fresh, start)
-            assert got == want
-            assert got.examined == examined
+            got = _checked(pod, snapshot, fresh, start)
             _same(schedule(pod, owned, start), got)
             _same(schedule(pod, mixed.snapshot, start), got)
             event("fits" if got.node else "fits nowhere")
-            if examined < len(cluster) and got.node:
+            if got.examined < len(cluster) and got.node:
                 event("walk stopped early")
         if got.node is not None:
             bound = replace(pod, node_name=got.node)
@@ -583,10 +590,7 @@ def test_replicas_match_reference(scenario: tuple[list[NodeInfo], JSON, list[Pod
         fresh = Snapshot.assemble(cluster, placed, ns_labels)
         for start in starts:
             start %= len(cluster)
-            got = schedule(pod, snapshot, start)
-            want, examined = ref_schedule(pod, fresh, start)
-            assert got == want
-            assert got.examined == examined
+            got = _checked(pod, snapshot, fresh, start)
             _same(schedule(pod, owned, start), got)
         event("fits" if got.node else "fits nowhere")
         if got.node is not None:
